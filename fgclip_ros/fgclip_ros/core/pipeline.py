@@ -1,0 +1,177 @@
+# Copyright 2026 The fgclip_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""The whole per-frame path: image + boxes -> crops -> image tower -> heads -> scores against the queries."""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from fgclip_ros.core.crops import BoxCheck, crop_batch_cpu, crop_batch_torch
+from fgclip_ros.core.fetch import resolve_file
+from fgclip_ros.core.manifest import ModelManifest, load_manifest
+from fgclip_ros.core.matcher import MatchResult, QueryBank, match
+from fgclip_ros.core.reprojection import ReprojectionHeads, load_heads
+
+LOG = logging.getLogger("fgclip_ros.pipeline")
+
+
+@dataclass
+class FrameResult:
+    """One processed frame. ``match`` has one row per *valid* box, in input order (``check.indices``)."""
+
+    check: BoxCheck
+    match: MatchResult
+    queries: list[str]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def row_of_box(self) -> np.ndarray:
+        """(N,) row of ``match`` for each input box, -1 for rejected boxes."""
+        rows = np.full(len(self.check.valid), -1, np.int64)
+        rows[self.check.valid] = np.arange(int(self.check.valid.sum()))
+        return rows
+
+
+def load_manifest_heads(manifest: ModelManifest, embed_dim: int) -> ReprojectionHeads:
+    """The manifest's heads (downloaded/verified as needed); identity when the manifest says so."""
+    if manifest.reprojection_kind == "identity":
+        return ReprojectionHeads.identity(embed_dim)
+    path = resolve_file(manifest.reprojection, manifest.base_dir, f"re-projection heads of {manifest.name}")
+    return load_heads(path, manifest.reprojection_kind, embed_dim, sides=manifest.reprojection_sides)
+
+
+def _as_boxes(boxes) -> np.ndarray:
+    array = np.asarray(boxes, dtype=np.float64)
+    if array.size == 0:
+        return np.zeros((0, 4), np.float64)
+    if array.ndim != 2 or array.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (N, 4) xyxy, got {array.shape}")
+    return array
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        shape = getattr(image, "shape", None)
+        raise ValueError(f"image must be an HxWx3 uint8 RGB array, got {type(image).__name__} {shape}")
+
+
+class Pipeline:
+    """Encoder + re-projection heads + crops + query bank.
+
+    Build from a manifest (``Pipeline.from_manifest``) or from parts (tests, training code):
+    ``Pipeline(encoder, heads)``. With an encoder whose graphs already contain the heads
+    (``encoder.projected``), ``heads`` must be identity (or None).
+    """
+
+    def __init__(self, encoder, heads: ReprojectionHeads | None = None, *, name: str = "model",
+                 prompt_template: str = "{}", context_scale: float = 1.0, min_score: float = 0.0,
+                 manifest: ModelManifest | None = None):
+        heads = heads if heads is not None else ReprojectionHeads.identity(encoder.embed_dim)
+        if heads.embed_dim != encoder.embed_dim:
+            raise ValueError(
+                f"heads are {heads.embed_dim}-d but the encoder gives {encoder.embed_dim}-d embeddings")
+        if encoder.projected and heads.sides != "none":
+            raise ValueError("the encoder's graphs already apply the heads (projected=True); pass no heads")
+        self.encoder = encoder
+        self.heads = heads.to(encoder.device).eval()
+        self.name = name
+        self.manifest = manifest
+        self.context_scale = float(context_scale)
+        self.min_score = float(min_score)
+        self.query_bank = QueryBank(self._encode_queries, template=prompt_template,
+                                    embed_dim=encoder.embed_dim)
+
+    @classmethod
+    def from_manifest(cls, manifest: ModelManifest | str, backend: str = "torch", device: str = "cpu",
+                      dtype: str = "fp32", providers: list[str] | None = None, context_scale: float = 1.0,
+                      min_score: float = 0.0) -> "Pipeline":
+        from fgclip_ros.core.encoders import build_encoder  # heavy (open_clip); only when a model is built
+
+        if not isinstance(manifest, ModelManifest):
+            manifest = load_manifest(manifest)
+        # Torch encoders never contain the heads: fetch the small heads file before the (large)
+        # CLIP weights so a missing or corrupt heads file is reported at once.
+        heads = load_manifest_heads(manifest, manifest.embed_dim) if backend == "torch" else None
+        encoder = build_encoder(manifest, backend=backend, device=device, dtype=dtype, providers=providers)
+        if heads is None and not encoder.projected:
+            heads = load_manifest_heads(manifest, encoder.embed_dim)
+        LOG.info("model %s on %s (heads: %s)", manifest.name, encoder.provider,
+                 "in graph" if encoder.projected else f"{manifest.reprojection_kind}/{heads.sides}")
+        return cls(encoder, heads, name=manifest.name, prompt_template=manifest.prompt_template,
+                   context_scale=context_scale, min_score=min_score, manifest=manifest)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def queries(self) -> list[str]:
+        return self.query_bank.queries
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.encoder.logit_scale)
+
+    def _project_texts(self, raw: torch.Tensor) -> torch.Tensor:
+        if self.encoder.projected:
+            return torch.nn.functional.normalize(raw.to(torch.float32), dim=-1)
+        return self.heads.project_texts(raw)
+
+    def _project_images(self, raw: torch.Tensor) -> torch.Tensor:
+        if self.encoder.projected:
+            return torch.nn.functional.normalize(raw.to(torch.float32), dim=-1)
+        return self.heads.project_images(raw)
+
+    def _encode_queries(self, prompts: list[str]) -> torch.Tensor:
+        with torch.inference_mode():
+            return self._project_texts(self.encoder.encode_texts(prompts))
+
+    def set_queries(self, queries: list[str], template: str | None = None) -> None:
+        """Replace the queries (and optionally the prompt template); text embeddings are computed now."""
+        if template is not None:
+            self.query_bank.set_template(template)
+        self.query_bank.set_queries(queries)
+        self.query_bank.embeddings  # noqa: B018 - encode now, not inside the next frame
+
+    # ------------------------------------------------------------------ frames
+    def _sync(self) -> None:
+        # Honest stage timings on CUDA need the queued kernels to finish.
+        if self.encoder.device.type == "cuda":
+            torch.cuda.synchronize(self.encoder.device)
+
+    def _crop(self, image_rgb: np.ndarray, boxes: np.ndarray):
+        if self.encoder.device.type == "cuda":
+            frame = torch.from_numpy(np.ascontiguousarray(image_rgb))
+            image = frame.to(self.encoder.device, non_blocking=True)
+            return crop_batch_torch(image, boxes, self.encoder.preprocess, self.context_scale)
+        return crop_batch_cpu(image_rgb, boxes, self.encoder.preprocess, self.context_scale)
+
+    def _embed(self, image_rgb, boxes_xyxy, timings: dict[str, float]) -> tuple[torch.Tensor, BoxCheck]:
+        _check_image(image_rgb)
+        boxes = _as_boxes(boxes_xyxy)
+        start = time.perf_counter()
+        batch, check = self._crop(image_rgb, boxes)
+        self._sync()
+        cropped = time.perf_counter()
+        if int(check.valid.sum()) == 0:
+            embeddings = torch.zeros((0, self.encoder.embed_dim), device=self.encoder.device)
+        else:
+            with torch.inference_mode():
+                embeddings = self._project_images(self.encoder.encode_images(batch))
+        self._sync()
+        timings["crop"] = (cropped - start) * 1e3
+        timings["encode"] = (time.perf_counter() - cropped) * 1e3
+        return embeddings, check
+
+    def embed_crops(self, image_rgb: np.ndarray, boxes_xyxy) -> tuple[torch.Tensor, BoxCheck]:
+        """(K, D) projected, L2-normalised embeddings of the K valid boxes, and the box check."""
+        return self._embed(image_rgb, boxes_xyxy, {})
+
+    def process(self, image_rgb: np.ndarray, boxes_xyxy, min_score: float | None = None) -> FrameResult:
+        """Score every valid box against the current queries; rejected boxes are reported in ``check``."""
+        timings: dict[str, float] = {}
+        embeddings, check = self._embed(image_rgb, boxes_xyxy, timings)
+        start = time.perf_counter()
+        threshold = self.min_score if min_score is None else float(min_score)
+        result = match(embeddings, self.query_bank.embeddings, self.logit_scale, threshold)
+        timings["match"] = (time.perf_counter() - start) * 1e3
+        return FrameResult(check=check, match=result, queries=self.queries, timings_ms=timings)
