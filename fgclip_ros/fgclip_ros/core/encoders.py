@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, runtime_checkable
@@ -97,6 +98,9 @@ class TorchEncoder:
                 "or give a model_config JSON")
         if pretrained:
             _check_pretrained_tag(architecture, pretrained)
+            if os.environ.get("FGCLIP_ROS_OFFLINE") == "1":
+                # Without this the Hugging Face client retries each file for about a minute before failing.
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
         if weights is not None:
             weights = Path(weights)
             _check_weight_file(weights)

@@ -1,0 +1,161 @@
+# Copyright 2026 The fgclip_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""fgclip-eval-fgovd: FG-OVD mean ranks of a model, optionally against its own cosine baseline.
+
+Examples:
+    # the synthetic world's test set (written by fgclip-make-fgovd), model vs. its cosine baseline
+    fgclip-eval-fgovd --model fgsynth-tiny --benchmark data/fgsynth/test --compare-cosine \
+        --out results/fgsynth.json
+    # the published FG-OVD benchmarks with the COCO 2017 images (root folder holding val2017/)
+    fgclip-eval-fgovd --model openai-vit-b-16 --benchmark FG-OVD/benchmarks --images /data/coco \
+        --compare-cosine
+
+Writes a JSON report (--out) and a bar chart next to it (same name, .png); prints a table.
+User errors print one line on stderr and exit with status 2.
+"""
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from fgclip_ros.core.errors import FgclipError
+
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fgclip-eval-fgovd",
+        description="Rank positive vs. hard-negative captions of FG-OVD-format benchmark boxes.",
+    )
+    parser.add_argument("--model", required=True,
+                        help="manifest name (fgclip_ros/models/) or path to a .yaml")
+    parser.add_argument("--benchmark", nargs="+", required=True, metavar="PATH",
+                        help="split JSON files and/or folders holding them (<split>.json or FG-OVD's names)")
+    parser.add_argument("--images", default=None, metavar="DIR",
+                        help="root that image file_name entries are relative to (default: each JSON's "
+                             "folder; for FG-OVD the COCO 2017 root that contains val2017/)")
+    parser.add_argument("--splits", default=None,
+                        help="comma-separated subset of the splits found (default: all)")
+    parser.add_argument("--compare-cosine", action="store_true",
+                        help="also evaluate the same encoder with identity heads (the cosine baseline)")
+    parser.add_argument("--template", default=None,
+                        help="prompt template with {} for each caption (default: the manifest's)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    parser.add_argument("--batch-size", type=int, default=128, help="crops per image-tower batch")
+    parser.add_argument("--max-annotations", type=int, default=None, metavar="N",
+                        help="evaluate only the first N annotations of each split (quick checks)")
+    parser.add_argument("--out", default="fgovd-eval.json", help="JSON report path (default: %(default)s)")
+    parser.add_argument("--plot", default=None,
+                        help="bar chart path (default: the --out path with .png; 'none' to skip)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no log lines on stderr")
+    return parser
+
+
+def _variant_name(manifest) -> str:
+    if manifest.reprojection_kind == "identity":
+        return "cosine"
+    return f"{manifest.reprojection_kind} ({manifest.reprojection_sides})"
+
+
+def _print_table(results: dict, out) -> None:
+    names = list(results)
+    splits = list(next(iter(results.values())).splits)
+    header = ["split", "n", "chance"] + [f"{n}: mean/median rank" for n in names]
+    lines = []
+    for split in splits:
+        first = results[names[0]].splits[split]
+        cells = [split, str(first.annotations), f"{first.chance_mean_rank:.2f}"]
+        cells += [f"{r.splits[split].mean_rank:.3f} / {r.splits[split].median_rank:g}"
+                  for r in results.values()]
+        lines.append(cells)
+    lines.append(["MRS", "", ""] + [f"{r.mean_rank_sum:.3f}" + ("" if r.complete else " (partial)")
+                                    for r in results.values()])
+    if any(r.category_accuracy is not None for r in results.values()):
+        lines.append(["category acc", "", ""] + [
+            "-" if r.category_accuracy is None else f"{r.category_accuracy:.3f}" for r in results.values()])
+    widths = [max(len(h), *(len(line[c]) for line in lines)) for c, h in enumerate(header)]
+    for line in [header, ["-" * w for w in widths], *lines]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip(), file=out)
+
+
+def run(args, out=None) -> int:
+    from fgclip_ros.core.encoders import build_encoder
+    from fgclip_ros.core.evaluate.fgovd import evaluate_fgovd, find_split_files
+    from fgclip_ros.core.evaluate.plots import plot_mean_ranks
+    from fgclip_ros.core.manifest import load_manifest
+    from fgclip_ros.core.pipeline import load_manifest_heads
+
+    out = out or sys.stdout
+    split_files = find_split_files(args.benchmark)
+    if args.splits:
+        wanted = [s.strip() for s in args.splits.split(",") if s.strip()]
+        missing = [s for s in wanted if s not in split_files]
+        if missing:
+            raise FgclipError(f"--splits: {', '.join(missing)} not found in --benchmark "
+                              f"(found: {', '.join(split_files)})")
+        split_files = {s: split_files[s] for s in wanted}
+    manifest = load_manifest(args.model)
+    encoder = build_encoder(manifest, backend=args.backend, device=args.device, dtype=args.dtype)
+    variants = {}
+    if encoder.projected:
+        variants[_variant_name(manifest)] = None
+        if args.compare_cosine:
+            raise FgclipError(f"--compare-cosine: {manifest.name}'s graphs already contain its heads; "
+                              "evaluate the torch backend (--backend torch) to compare with cosine")
+    else:
+        if args.compare_cosine and manifest.reprojection_kind != "identity":
+            variants["cosine"] = None
+        variants[_variant_name(manifest)] = load_manifest_heads(manifest, encoder.embed_dim)
+    template = manifest.prompt_template if args.template is None else args.template
+
+    start = time.perf_counter()
+    results = evaluate_fgovd(split_files, encoder, variants, image_root=args.images, template=template,
+                             batch_size=args.batch_size, max_annotations=args.max_annotations,
+                             progress=False if args.no_progress else None)
+    elapsed = time.perf_counter() - start
+
+    report = {
+        "model": manifest.name, "provider": encoder.provider, "template": template,
+        "benchmark": {s: str(p) for s, p in split_files.items()}, "images": args.images,
+        "max_annotations": args.max_annotations, "seconds": round(elapsed, 2),
+        "variants": {name: r.to_dict() for name, r in results.items()},
+    }
+    out_path = Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{manifest.name} on {encoder.provider}, {elapsed:.1f} s; "
+          "rank of the true caption (lower is better)", file=out)
+    _print_table(results, out)
+    print(f"report: {out_path}", file=out)
+    if (args.plot or "").lower() != "none":
+        plot_path = Path(args.plot) if args.plot else out_path.with_suffix(".png")
+        plot_mean_ranks(results, plot_path, title=f"{manifest.name}: FG-OVD-format mean rank per split")
+        print(f"chart: {plot_path}", file=out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if not args.quiet:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("fgclip_ros").setLevel(logging.INFO)
+    try:
+        return run(args)
+    except FgclipError as exc:
+        print(f"fgclip-eval-fgovd: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
