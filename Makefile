@@ -1,0 +1,56 @@
+# fgclip_ros workspace commands. README's two commands for a fresh machine: `make demo`, `make test`.
+# Each creates the environment (.venv, via scripts/setup.sh) when it is missing or its inputs changed.
+
+SHELL := /bin/bash
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.fgclip-setup-stamp
+
+# ---------------------------------------------------------------------------------------------------
+# DEMO_CMD: what `make demo` runs. PLACEHOLDER until the demo issue lands: fgclip-match on a bundled
+# sample image. The lead points DEMO_MODEL / DEMO_IMAGE (or DEMO_CMD itself) at the real ones.
+DEMO_MODEL ?= openai-vit-b-16
+DEMO_IMAGE ?= fgclip_ros/samples/sample.png
+DEMO_CMD ?= $(VENV)/bin/fgclip-match --model $(DEMO_MODEL) --image $(DEMO_IMAGE) \
+	--query "a red ceramic mug" --query "a transparent glass bottle"
+# ---------------------------------------------------------------------------------------------------
+
+# Everything scripts/setup.sh hashes: a change to any of them re-runs it (it is also fast when idle).
+SETUP_INPUTS := requirements.txt scripts/setup.sh $(wildcard scripts/cmake/*) \
+	$(shell find fgclip_msgs compat/vision_msgs -type f 2>/dev/null) \
+	fgclip_ros/setup.py fgclip_ros/setup.cfg fgclip_ros/package.xml
+
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo lint clean help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make demo   run the demo ($(DEMO_CMD))"
+	@echo "make test   run every test (fgclip_ros/test)"
+	@echo "make setup  create/refresh $(VENV): requirements, interfaces, editable fgclip_ros"
+	@echo "make lint   ruff over the repository (ruff.toml)"
+	@echo "make clean  remove $(VENV) and build outputs"
+
+$(STAMP): $(SETUP_INPUTS)
+	bash scripts/setup.sh
+
+setup:
+	bash scripts/setup.sh
+
+# pytest exits 5 when it collected nothing: say so, and fail (make passes the failure on).
+test: $(STAMP)
+	@echo "$(PYTHON) -m pytest -p no:cacheprovider fgclip_ros/test $(PYTEST_ARGS)"
+	@rc=0; $(PYTHON) -m pytest -p no:cacheprovider fgclip_ros/test $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5)" >&2; fi; exit $$rc
+
+demo: $(STAMP)
+	$(DEMO_CMD)
+
+lint: $(STAMP)
+	$(PYTHON) -m ruff check --no-cache .
+
+clean:
+	rm -rf $(VENV) build install log
+	find fgclip_ros -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf fgclip_ros/*.egg-info

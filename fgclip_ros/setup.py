@@ -1,0 +1,82 @@
+# Copyright 2026 The fgclip_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Packaging of fgclip_ros: an ament_python package that also installs with `pip install -e`.
+
+colcon (ament_python) and pip both run this file. The share files (ament index marker,
+package.xml, launch/, config/, models/) go to <prefix>/share/... through data_files in both cases.
+"""
+
+import os
+import xml.etree.ElementTree as ET
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE_NAME = "fgclip_ros"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def package_xml_version() -> str:
+    """Read the version from package.xml, the single place it is written."""
+    return ET.parse(os.path.join(HERE, "package.xml")).getroot().findtext("version").strip()
+
+
+def share_files(folder: str, patterns: tuple[str, ...] = ("*",)) -> list[str]:
+    """Files (not folders) under `folder`, as paths relative to this directory, sorted."""
+    found = set()
+    for pattern in patterns:
+        for path in glob(os.path.join(HERE, folder, pattern)):
+            if os.path.isfile(path):
+                found.add(os.path.relpath(path, HERE))
+    return sorted(found)
+
+
+def data_files() -> list[tuple[str, list[str]]]:
+    """The ament layout: resource index marker, package.xml, then launch/, config/ and models/."""
+    share = os.path.join("share", PACKAGE_NAME)
+    entries = [
+        ("share/ament_index/resource_index/packages", [os.path.join("resource", PACKAGE_NAME)]),
+        (share, ["package.xml"]),
+    ]
+    for folder in ("launch", "config", "models"):
+        files = share_files(folder)
+        if files:
+            entries.append((os.path.join(share, folder), files))
+    return entries
+
+
+# One module per console script: fgclip_ros.cli.<name with underscores>:main. Modules that later
+# issues bring are listed already, so that every install has the same set of commands.
+CONSOLE_SCRIPTS = [
+    "fgclip-match",  # score boxes of one image against queries, no ROS (issue 2)
+    "fgclip-perception",  # the perception node with its parameter file, pip world bringup (issue 3)
+    "fgclip-query",  # Query service client, table or --json (issue 3)
+    "fgclip-make-fgovd",  # write the synthetic FG-OVD-format benchmark (issue 4)
+    "fgclip-eval-fgovd",  # FG-OVD benchmark evaluation (issue 4)
+    "fgclip-train-base",  # train the project's small base model (issue 4)
+    "fgclip-train-reprojection",  # train re-projection heads (issue 4)
+    "fgclip-export",  # ONNX export with folded heads (issue 5)
+    "fgclip-bench",  # latency/throughput benchmark (issue 5)
+    "fgclip-eval-bag",  # evaluate the node on a recorded bag (issue 6)
+    "fgclip-make-sample-bag",  # write the bundled sample bag (issue 6)
+]
+
+setup(
+    name=PACKAGE_NAME,
+    version=package_xml_version(),
+    packages=find_packages(where=HERE, exclude=["test", "test.*"]),
+    data_files=data_files(),
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="fgclip_ros maintainers",
+    maintainer_email="maintainers@fgclip-ros.example.com",
+    description="Fine-grained open-vocabulary perception for ROS 2 (FG-CLIP re-projection).",
+    license="Apache-2.0",
+    extras_require={"test": ["pytest"]},
+    entry_points={
+        "console_scripts": [
+            f"{name} = {PACKAGE_NAME}.cli.{name.removeprefix('fgclip-').replace('-', '_')}:main"
+            for name in CONSOLE_SCRIPTS
+        ],
+    },
+)
