@@ -80,7 +80,7 @@ class Pipeline:
         self.manifest = manifest
         self.context_scale = float(context_scale)
         self.min_score = float(min_score)
-        self.query_bank = QueryBank(self._encode_queries, template=prompt_template,
+        self.query_bank = QueryBank(self.encode_queries, template=prompt_template,
                                     embed_dim=encoder.embed_dim)
 
     @classmethod
@@ -121,7 +121,8 @@ class Pipeline:
             return torch.nn.functional.normalize(raw.to(torch.float32), dim=-1)
         return self.heads.project_images(raw)
 
-    def _encode_queries(self, prompts: list[str]) -> torch.Tensor:
+    def encode_queries(self, prompts: list[str]) -> torch.Tensor:
+        """(M, D) projected, L2-normalised text embeddings of prompts (template already applied)."""
         with torch.inference_mode():
             return self._project_texts(self.encoder.encode_texts(prompts))
 

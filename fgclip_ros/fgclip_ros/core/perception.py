@@ -1,0 +1,229 @@
+# Copyright 2026 The fgclip_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""The perception node's logic without ROS: a Pipeline, the latest frame, and waiting for the next one.
+
+:class:`PerceptionEngine` scores each frame's boxes against the current queries, keeps the crop
+embeddings of the latest frame so that the Query service can score that frame against *other*
+queries without running the image tower again, and lets service calls wait for the next frame.
+The rclpy node (``fgclip_ros.ros.perception_node``) only converts messages and calls it.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from fgclip_ros.core.matcher import MatchResult, QueryBank, match
+
+REASON_OVER_LIMIT = "over max_detections"
+
+
+@dataclass
+class DetectionResult:
+    """One input box scored against the queries (the content of fgclip_msgs/FineGrainedDetection)."""
+
+    valid: bool
+    rejected_reason: str = ""
+    best_index: int = -1
+    best_query: str = ""
+    score: float = 0.0
+    probability: float = 0.0
+    margin: float = 0.0
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (M,)
+    probs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (M,)
+
+    def ranked(self, min_score: float, top_k: int = 0) -> list[tuple[int, float]]:
+        """(query index, probability) of the queries reaching ``min_score``, most probable first."""
+        if not self.valid or self.scores.size == 0:
+            return []
+        candidates = np.flatnonzero(self.scores >= min_score)
+        order = candidates[np.argsort(-self.probs[candidates], kind="stable")]
+        if top_k > 0:
+            order = order[:top_k]
+        return [(int(i), float(self.probs[i])) for i in order]
+
+
+@dataclass
+class FrameOutput:
+    frame: Any  # the caller's frame token (the node passes the image header)
+    sequence: int  # 1, 2, ... per processed frame
+    queries: list[str]
+    min_score: float
+    detections: list[DetectionResult]
+    latency_s: float = 0.0
+
+
+@dataclass
+class _LatestFrame:
+    frame: Any
+    sequence: int
+    embeddings: torch.Tensor  # (K, D) projected crop embeddings of the valid boxes
+    valid: np.ndarray  # (N,) bool
+    reasons: dict[int, str]
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a CUDA device is usable, else ``cpu``; anything else unchanged."""
+    if device.strip().lower() == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device.strip()
+
+
+def build_results(
+    match_result: MatchResult, valid: np.ndarray, reasons: dict[int, str], queries: list[str]
+) -> list[DetectionResult]:
+    """One DetectionResult per input box from the match of the valid boxes (rows in input order)."""
+    results: list[DetectionResult] = []
+    row = 0
+    for index, is_valid in enumerate(valid):
+        if not is_valid:
+            results.append(DetectionResult(valid=False, rejected_reason=reasons.get(index, "rejected")))
+            continue
+        best = int(match_result.best_index[row])
+        scores = match_result.scores[row].astype(np.float32, copy=False)
+        probs = match_result.probs[row].astype(np.float32, copy=False)
+        top = int(np.argmax(scores)) if scores.size else -1
+        results.append(
+            DetectionResult(
+                valid=True,
+                best_index=best,
+                best_query=queries[best] if best >= 0 else "",
+                score=float(match_result.best_score[row]),
+                probability=float(probs[top]) if top >= 0 else 0.0,
+                margin=float(match_result.margin[row]),
+                scores=scores,
+                probs=probs,
+            )
+        )
+        row += 1
+    return results
+
+
+class PerceptionEngine:
+    """Thread-safe wrapper of a Pipeline for a node: process frames, answer queries, wait for frames."""
+
+    def __init__(self, pipeline, max_detections: int = 100, min_score: float = 0.0):
+        self.pipeline = pipeline
+        self.max_detections = int(max_detections)
+        self.min_score = float(min_score)
+        # One lock around every use of the model: frames, query-set changes and service re-scoring
+        # come from different executor threads.
+        self._model_lock = threading.RLock()
+        self._frame_cond = threading.Condition()
+        self._sequence = 0
+        self._latest: _LatestFrame | None = None
+        self._latest_output: FrameOutput | None = None
+        self._adhoc_bank = QueryBank(
+            pipeline.encode_queries,
+            template=pipeline.query_bank.template,
+            embed_dim=pipeline.encoder.embed_dim,
+        )
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def queries(self) -> list[str]:
+        return self.pipeline.queries
+
+    def set_queries(self, queries: list[str], template: str | None = None) -> None:
+        """Replace the query set; the text embeddings are computed here, once per change."""
+        with self._model_lock:
+            self.pipeline.set_queries(list(queries), template=template)
+            self._adhoc_bank.set_template(self.pipeline.query_bank.template)
+
+    def text_embeddings(self, queries: list[str] | None) -> tuple[list[str], torch.Tensor]:
+        """Embeddings of ``queries`` (None = the current set), cached for repeated service calls."""
+        with self._model_lock:
+            if queries is None or list(queries) == self.pipeline.queries:
+                return self.pipeline.queries, self.pipeline.query_bank.embeddings
+            self._adhoc_bank.set_queries(list(queries))
+            return self._adhoc_bank.queries, self._adhoc_bank.embeddings
+
+    # ------------------------------------------------------------------ frames
+    @property
+    def sequence(self) -> int:
+        with self._frame_cond:
+            return self._sequence
+
+    @property
+    def latest(self) -> FrameOutput | None:
+        with self._frame_cond:
+            return self._latest_output
+
+    def process(self, image_rgb: np.ndarray, boxes_xyxy: np.ndarray, frame: Any = None) -> FrameOutput:
+        """Score the boxes of one frame; boxes beyond ``max_detections`` are rejected with a reason."""
+        start = time.perf_counter()
+        boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        kept = boxes[: self.max_detections] if self.max_detections > 0 else boxes  # 0 = no limit
+        with self._model_lock:
+            embeddings, check = self.pipeline.embed_crops(image_rgb, kept)
+            queries, text = self.pipeline.queries, self.pipeline.query_bank.embeddings
+            min_score = self.min_score
+            result = match(embeddings, text, self.pipeline.logit_scale, min_score)
+        valid = np.zeros(len(boxes), bool)
+        valid[: len(kept)] = check.valid
+        reasons = dict(check.reasons)
+        for index in range(len(kept), len(boxes)):
+            reasons[index] = f"{REASON_OVER_LIMIT} ({self.max_detections})"
+        detections = build_results(result, valid, reasons, queries)
+        with self._frame_cond:
+            self._sequence += 1
+            output = FrameOutput(
+                frame, self._sequence, queries, min_score, detections, latency_s=time.perf_counter() - start
+            )
+            self._latest = _LatestFrame(frame, self._sequence, embeddings.detach(), valid, reasons)
+            self._latest_output = output
+            self._frame_cond.notify_all()
+        return output
+
+    def wait_for_frame_after(self, sequence: int, timeout_s: float) -> bool:
+        """Block until a frame with a sequence number above ``sequence`` was processed (False on timeout)."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        with self._frame_cond:
+            while self._sequence <= sequence:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._frame_cond.wait(remaining)
+            return True
+
+    def score_latest(
+        self, queries: list[str] | None = None, min_score: float | None = None
+    ) -> FrameOutput | None:
+        """The latest frame scored against ``queries`` (None = current set); None before the first frame."""
+        with self._frame_cond:
+            latest = self._latest
+        if latest is None or self.pipeline is None:
+            return None
+        threshold = self.min_score if min_score is None else float(min_score)
+        start = time.perf_counter()
+        names, text = self.text_embeddings(queries)
+        with self._model_lock:
+            result = match(latest.embeddings, text, self.pipeline.logit_scale, threshold)
+        detections = build_results(result, latest.valid, latest.reasons, names)
+        return FrameOutput(
+            latest.frame, latest.sequence, names, threshold, detections, latency_s=time.perf_counter() - start
+        )
+
+    # ------------------------------------------------------------------ lifetime
+    @property
+    def provider(self) -> str:
+        return str(getattr(self.pipeline.encoder, "provider", "unknown"))
+
+    def close(self) -> None:
+        """Drop the model and the cached embeddings; free cached GPU memory."""
+        with self._model_lock:
+            device = getattr(self.pipeline.encoder, "device", torch.device("cpu"))
+            self.pipeline = None
+            self._adhoc_bank = None
+        with self._frame_cond:
+            self._latest = None
+            self._frame_cond.notify_all()
+        gc.collect()
+        if torch.device(device).type == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()

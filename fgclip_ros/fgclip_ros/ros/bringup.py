@@ -1,0 +1,121 @@
+# Copyright 2026 The fgclip_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Pip-world bringup (no ``ros2 launch`` on PyPI): the perception node with THE parameter file, autostarted.
+
+``fgclip-perception --params-file config/perception.yaml [--model M] [--device D] [--ros-args ...]``
+does what ``ros2 launch fgclip_ros perception.launch.py`` does on a ROS install: rclpy is
+initialised with ``--params-file`` (so the very same YAML applies), the node is configured and
+activated when its ``autostart`` parameter is true, and a MultiThreadedExecutor spins it until
+SIGINT/SIGTERM, after which the model is released and rclpy shut down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fgclip_ros.core.paths import config_dir
+
+EXECUTOR_THREADS = 8  # frames + waiting Query calls + lifecycle/parameter services + diagnostics
+EXIT_OK, EXIT_CONFIGURE_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def default_params_file() -> Path:
+    return config_dir() / "perception.yaml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fgclip-perception",
+        description="Start the fgclip_perception lifecycle node with a parameter file and bring it to active "
+        "(the pip-world equivalent of `ros2 launch fgclip_ros perception.launch.py`). "
+        "Arguments after --ros-args go to ROS (remapping, -p name:=value, --log-level ...).",
+    )
+    parser.add_argument(
+        "--params-file", type=Path, default=None, help=f"parameter YAML (default: {default_params_file()})"
+    )
+    parser.add_argument("--model", help="override the 'model' parameter (manifest name or path)")
+    parser.add_argument("--device", help="override 'device' (cpu, cuda, cuda:1, auto)")
+    parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), help="override 'dtype'")
+    parser.add_argument("--backend", choices=("torch", "onnx"), help="override 'backend'")
+    parser.add_argument("--queries", nargs="+", metavar="QUERY", help="override the 'queries' parameter")
+    parser.add_argument(
+        "--no-autostart",
+        action="store_true",
+        help="leave the node unconfigured (drive it with lifecycle ChangeState calls)",
+    )
+    return parser
+
+
+def split_ros_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(our arguments, ROS arguments from --ros-args on, without the final --ros-args marker)."""
+    if "--ros-args" not in argv:
+        return argv, []
+    index = argv.index("--ros-args")
+    return argv[:index], argv[index + 1 :]
+
+
+def ros_arguments(
+    options: argparse.Namespace, params_file: Path | None, user_ros_args: list[str]
+) -> list[str]:
+    """Rcl arguments: the params file, then our overrides, then the user's (later ones win)."""
+    args = ["--ros-args"] + (["--params-file", str(params_file)] if params_file is not None else [])
+    overrides = {
+        "model": options.model,
+        "device": options.device,
+        "dtype": options.dtype,
+        "backend": options.backend,
+    }
+    for name, value in overrides.items():
+        if value is not None:
+            args += ["-p", f"{name}:={json.dumps(value)}"]
+    if options.queries:
+        args += ["-p", f"queries:={json.dumps(options.queries, ensure_ascii=False)}"]
+    if options.no_autostart:
+        args += ["-p", "autostart:=false"]
+    return args + user_ros_args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ours, user_ros_args = split_ros_args(argv)
+    options = build_parser().parse_args(ours)
+    params_file = options.params_file
+    # ros2 launch passes its parameter files after --ros-args; then the default file is not added.
+    if params_file is None and "--params-file" not in user_ros_args:
+        params_file = default_params_file()
+    if params_file is not None and not params_file.is_file():
+        print(
+            f"fgclip-perception: parameter file {params_file} not found; give --params-file PATH",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    from fgclip_ros.ros.perception_node import PerceptionNode
+
+    # rclpy installs SIGINT and SIGTERM handlers that shut the context down; spin() then returns/raises.
+    rclpy.init(args=["fgclip-perception", *ros_arguments(options, params_file, user_ros_args)])
+    node = None
+    executor = None
+    try:
+        node = PerceptionNode(self_start=False)
+        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+        executor.add_node(node)
+        if node.get_parameter("autostart").value and not node.autostart():
+            node.get_logger().error(f"not started: {node.last_error or 'see the log above'}")
+            return EXIT_CONFIGURE_FAILED
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if executor is not None:
+            executor.shutdown(timeout_sec=5.0)
+        if node is not None:
+            node.destroy_node()  # releases the model
+        rclpy.try_shutdown()
+    return EXIT_OK

@@ -1,0 +1,470 @@
+# Copyright 2026 The fgclip_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""The ``fgclip_perception`` lifecycle node: a thin rclpy shell around ``core.perception.PerceptionEngine``.
+
+configure loads the model (and fails the transition with the reason logged), activate creates the
+subscriptions, deactivate removes them, cleanup releases the model (and its GPU memory).
+Threads: frames are processed in one mutually exclusive callback group (in order); the Query
+service runs in a reentrant group, so a call that waits for the next frame blocks only its own
+executor thread (spin with a MultiThreadedExecutor, as the bringup does).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+from vision_msgs.msg import Detection2DArray
+
+from fgclip_msgs.msg import FineGrainedDetections
+from fgclip_msgs.srv import Query
+from fgclip_ros.core.image_codec import ImageDecodeError
+from fgclip_ros.core.perception import PerceptionEngine, resolve_device
+from fgclip_ros.core.query_text import QueryError, parse_queries_text, validate_queries
+from fgclip_ros.core.rate_limit import CountedWarnings
+from fgclip_ros.core.stats import RateLatencyStats
+from fgclip_ros.core.sync import DETECTIONS, IMAGE, StampSync
+from fgclip_ros.ros import conversions, diagnostics
+from fgclip_ros.ros.params import NodeParams, attribute, check_value, declare_all, read_all
+
+NODE_NAME = "fgclip_perception"
+QUERY_SERVICE = "~/query"
+MAX_WAIT_S = 3600.0
+_SUCCESS, _FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+
+
+def _qos(reliability: str, depth: int, durability: str = "volatile") -> QoSProfile:
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=int(depth),
+        reliability=ReliabilityPolicy.BEST_EFFORT
+        if reliability == "best_effort"
+        else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL
+        if durability == "transient_local"
+        else DurabilityPolicy.VOLATILE,
+    )
+
+
+class _RosLogHandler(logging.Handler):
+    """Forwards the core library's ``fgclip_ros.*`` log records to the node's ROS logger."""
+
+    def __init__(self, ros_logger):
+        super().__init__()
+        self._ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"[{record.name}] {record.getMessage()}"
+            if record.levelno >= logging.ERROR:
+                self._ros_logger.error(text)
+            elif record.levelno >= logging.WARNING:
+                self._ros_logger.warning(text)
+            elif record.levelno >= logging.INFO:
+                self._ros_logger.info(text)
+            else:
+                self._ros_logger.debug(text)
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
+
+
+class PerceptionNode(LifecycleNode):
+    """Fine-grained scoring of a detector's boxes against free-text queries (see docs/node.md)."""
+
+    def __init__(self, node_name: str = NODE_NAME, *, self_start: bool = True, **kwargs):
+        super().__init__(node_name, **kwargs)
+        declare_all(self)
+        self._params: NodeParams = read_all(self)
+        self._log_handler = _RosLogHandler(self.get_logger())
+        core_logger = logging.getLogger("fgclip_ros")
+        core_logger.addHandler(self._log_handler)
+        core_logger.setLevel(logging.INFO)
+        # The ROS logger prints these records; a root handler (basicConfig somewhere) must not repeat them.
+        self._core_logger_propagated = core_logger.propagate
+        core_logger.propagate = False
+
+        self._warnings = CountedWarnings(self.get_logger().warning, self._params.warn_period_s)
+        self._engine: PerceptionEngine | None = None
+        self._sync: StampSync | None = None
+        self._stats: RateLatencyStats | None = None
+        self._active = False
+        self._manifest_template = "{}"
+        self._device_in_use = ""
+        self._last_error = ""
+        self._boxes_rejected = 0
+        self._problems_reported = 0
+        self._outputs: dict[str, object] = {}
+        self._subscriptions_io: list = []
+        self._query_service = None
+        self._diag_publisher = None
+        self._diag_timer = None
+
+        self._frame_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = ReentrantCallbackGroup()
+        self._diag_group = MutuallyExclusiveCallbackGroup()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._autostart_timer = None
+        if self._params.autostart and self_start:
+            self._autostart_timer = self.create_timer(0.01, self._autostart_once)
+
+    # ================================================================== lifecycle
+    def autostart(self) -> bool:
+        """Configure + activate; False (reason logged) when either transition fails."""
+        if self.trigger_configure() != _SUCCESS:
+            self.get_logger().error(f"autostart: configure failed: {self._last_error or 'see the log above'}")
+            return False
+        if self.trigger_activate() != _SUCCESS:
+            self.get_logger().error(f"autostart: activate failed: {self._last_error or 'see the log above'}")
+            return False
+        return True
+
+    def _autostart_once(self) -> None:
+        self.destroy_timer(self._autostart_timer)
+        self._autostart_timer = None
+        self.autostart()
+
+    @property
+    def last_error(self) -> str:
+        return self._last_error
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        from fgclip_ros.core.pipeline import Pipeline  # torch/open_clip: only when a model is loaded
+
+        params = self._params = read_all(self)
+        self._last_error = ""
+        device = resolve_device(params.device)
+        started = time.perf_counter()
+        try:
+            pipeline = Pipeline.from_manifest(
+                params.model,
+                backend=params.backend,
+                device=device,
+                dtype=params.dtype,
+                context_scale=params.context_scale,
+                min_score=params.min_score,
+            )
+            self._manifest_template = pipeline.query_bank.template
+            engine = PerceptionEngine(
+                pipeline, max_detections=params.max_detections, min_score=params.min_score
+            )
+            queries = validate_queries(params.queries, params.max_queries, params.max_query_chars)
+            engine.set_queries(queries, params.prompt_template or self._manifest_template)
+            size = int(pipeline.encoder.preprocess.size)
+            pipeline.embed_crops(
+                np.zeros((size, size, 3), np.uint8), np.array([[0, 0, size, size]], np.float64)
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure must fail the transition, with its reason
+            self._last_error = (
+                f"cannot load model {params.model!r} (backend {params.backend}, device {device}, "
+                f"dtype {params.dtype}): {type(exc).__name__}: {exc}"
+            )
+            self.get_logger().error(f"configure failed: {self._last_error}")
+            self._release_model()
+            return _FAILURE
+        self._engine = engine
+        self._device_in_use = device
+        self._stats = RateLatencyStats(window_s=params.stats_window_s)
+        self._warnings = CountedWarnings(self.get_logger().warning, params.warn_period_s)
+        self._boxes_rejected = 0
+        self._problems_reported = 0
+
+        out_qos = _qos(params.qos_output_reliability, params.qos_output_depth, params.qos_output_durability)
+        self._outputs = {
+            "fine_grained": self.create_lifecycle_publisher(
+                FineGrainedDetections, "fine_grained_detections", out_qos
+            ),
+            "labeled": self.create_lifecycle_publisher(Detection2DArray, "detections_labeled", out_qos),
+            "debug": self.create_lifecycle_publisher(Image, "debug_image", out_qos),
+        }
+        self._query_service = self.create_service(
+            Query, QUERY_SERVICE, self._on_query, callback_group=self._service_group
+        )
+        self._diag_publisher = self.create_publisher(diagnostics.DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(
+            params.diagnostics_period_s, self._publish_diagnostics, callback_group=self._diag_group
+        )
+        self.get_logger().info(
+            f"configured: model {pipeline.name} on {engine.provider} in "
+            f"{time.perf_counter() - started:.1f} s, {len(engine.queries)} queries"
+        )
+        return _SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        params = self._params
+        tolerance_ns = int(round(params.sync_tolerance_s * 1e9))
+        self._sync = StampSync(tolerance_ns, params.sync_queue_size, params.sync_queue_size)
+        in_qos = _qos(params.qos_input_reliability, params.qos_input_depth)
+        image_type = CompressedImage if params.image_transport == "compressed" else Image
+        self._subscriptions_io = [
+            self.create_subscription(
+                image_type, "image", self._on_image, in_qos, callback_group=self._frame_group
+            ),
+            self.create_subscription(
+                Detection2DArray, "detections", self._on_detections, in_qos, callback_group=self._frame_group
+            ),
+            # Same (default) group as the parameter services: query-set changes never interleave.
+            self.create_subscription(String, "queries", self._on_queries_message, _qos("reliable", 10)),
+        ]
+        self._active = True
+        self.get_logger().info(f"active: image ({image_type.__name__}) + detections -> outputs")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._destroy_subscriptions()
+        if self._sync is not None:
+            self._sync.clear()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_io()
+        self._release_model()
+        return _SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._destroy_subscriptions()
+        self._release_io()
+        self._release_model()
+        return _SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error while {state.label}; releasing everything (back to unconfigured)")
+        return self.on_shutdown(state)
+
+    def _destroy_subscriptions(self) -> None:
+        for subscription in self._subscriptions_io:
+            self.destroy_subscription(subscription)
+        self._subscriptions_io = []
+
+    def _release_io(self) -> None:
+        for publisher in self._outputs.values():
+            self.destroy_lifecycle_publisher(publisher)
+        self._outputs = {}
+        if self._query_service is not None:
+            self.destroy_service(self._query_service)
+            self._query_service = None
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        if self._diag_publisher is not None:
+            self.destroy_publisher(self._diag_publisher)
+            self._diag_publisher = None
+
+    def _release_model(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()  # drops the model, empties the CUDA cache
+
+    def destroy_node(self) -> None:
+        core_logger = logging.getLogger("fgclip_ros")
+        core_logger.removeHandler(self._log_handler)
+        core_logger.propagate = self._core_logger_propagated
+        self._active = False
+        self._release_model()
+        super().destroy_node()
+
+    # ================================================================== parameters
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        new = self._params
+        for parameter in parameters:
+            if attribute(parameter.name) not in NodeParams.__dataclass_fields__:
+                continue  # e.g. use_sim_time
+            value = parameter.value
+            if parameter.name == "queries":
+                try:
+                    value = validate_queries(list(value or []), new.max_queries, new.max_query_chars)
+                except QueryError as exc:
+                    return SetParametersResult(successful=False, reason=f"queries rejected: {exc}")
+            reason = check_value(parameter.name, value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+            new = new.with_value(parameter.name, value)
+        engine = self._engine
+        if engine is not None and engine.pipeline is not None:
+            old = self._params
+            try:
+                if new.queries != old.queries or new.prompt_template != old.prompt_template:
+                    engine.set_queries(new.queries, new.prompt_template or self._manifest_template)
+            except Exception as exc:  # noqa: BLE001 - report, keep the previous query set
+                return SetParametersResult(successful=False, reason=f"could not encode the queries: {exc}")
+            engine.min_score = new.min_score
+            engine.max_detections = new.max_detections
+            engine.pipeline.context_scale = new.context_scale
+        if self._sync is not None:
+            self._sync.tolerance_ns = int(round(new.sync_tolerance_s * 1e9))
+        self._params = new
+        return SetParametersResult(successful=True)
+
+    def _on_queries_message(self, msg: String) -> None:
+        params = self._params
+        try:
+            queries = validate_queries(
+                parse_queries_text(msg.data), params.max_queries, params.max_query_chars, allow_empty=False
+            )
+        except QueryError as exc:
+            self._warnings.warn(f"queries_{exc.reason}", f"ignored a message on 'queries': {exc}")
+            return
+        result = self.set_parameters([Parameter("queries", Parameter.Type.STRING_ARRAY, queries)])[0]
+        if not result.successful:
+            self._warnings.warn("queries_rejected", f"ignored a message on 'queries': {result.reason}")
+        else:
+            self.get_logger().info(f"query set from topic: {len(queries)} queries")
+
+    # ================================================================== frames
+    def _on_image(self, msg) -> None:
+        if self._active and self._sync is not None:
+            pair = self._sync.add_image(conversions.stamp_ns(msg.header), msg)
+            if pair is not None:
+                self._process(pair.image, pair.detections)
+
+    def _on_detections(self, msg: Detection2DArray) -> None:
+        if self._active and self._sync is not None:
+            pair = self._sync.add_detections(conversions.stamp_ns(msg.header), msg)
+            if pair is not None:
+                self._process(pair.image, pair.detections)
+
+    def _process(self, image_msg, detections_msg: Detection2DArray) -> None:
+        engine = self._engine
+        if engine is None:
+            return
+        try:
+            image = conversions.image_to_rgb(image_msg)
+        except ImageDecodeError as exc:
+            self._warnings.warn(f"image_{exc.reason}", f"dropped an image: {exc.detail}")
+            return
+        boxes = conversions.detections_to_boxes(detections_msg)
+        try:
+            output = engine.process(image, boxes, frame=(image_msg.header, detections_msg))
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the node
+            self._warnings.warn("processing_error", f"dropped a frame: {type(exc).__name__}: {exc}")
+            return
+        if self._stats is not None:
+            self._stats.record(output.latency_s)
+        for detection in output.detections:
+            if not detection.valid:
+                self._boxes_rejected += 1
+                kind = detection.rejected_reason.split("(")[0].strip().replace(" ", "_") or "rejected"
+                self._warnings.warn(f"box_{kind}", f"rejected a box: {detection.rejected_reason}")
+        try:
+            self._publish(output, image, boxes, image_msg.header, detections_msg, engine)
+        except Exception as exc:  # noqa: BLE001 - e.g. a publisher destroyed by a concurrent cleanup
+            self._warnings.warn("publish_error", f"could not publish a frame's results: {exc}")
+
+    def _publish(self, output, image, boxes, image_header, detections_msg, engine) -> None:
+        publishers = self._outputs
+        if not publishers:
+            return
+        model = engine.pipeline.name if engine.pipeline is not None else ""
+        publishers["fine_grained"].publish(
+            conversions.to_fine_grained_detections(output, image_header, detections_msg, model)
+        )
+        publishers["labeled"].publish(
+            conversions.to_labeled(output, detections_msg, self._params.labeled_top_k)
+        )
+        debug = publishers["debug"]
+        # The overlay costs a frame copy and drawing: only while someone listens.
+        if debug.get_subscription_count() > 0:
+            from fgclip_ros.core.overlay import draw_overlay
+
+            debug.publish(
+                conversions.rgb_to_image(draw_overlay(image, boxes, output.detections), image_header)
+            )
+
+    # ================================================================== Query service
+    def _on_query(self, request: Query.Request, response: Query.Response) -> Query.Response:
+        response.success = False
+        engine, params = self._engine, self._params
+        if not self._active or engine is None:
+            response.message = f"node is not active (state: {self._state_machine.current_state[1]})"
+            return response
+        try:
+            queries = (
+                validate_queries(list(request.queries), params.max_queries, params.max_query_chars)
+                if len(request.queries)
+                else None
+            )
+        except QueryError as exc:
+            response.message = f"bad query: {exc}"
+            return response
+        if not math.isfinite(request.min_score):
+            response.message = f"bad min_score: {request.min_score}"
+            return response
+        min_score = float(request.min_score) if request.min_score != 0.0 else params.min_score
+        if request.wait_for_next_frame:
+            timeout = float(request.timeout_s) if request.timeout_s > 0 else params.query_default_timeout_s
+            timeout = min(timeout, MAX_WAIT_S)
+            if not engine.wait_for_frame_after(engine.sequence, timeout):
+                response.message = f"timeout: no frame was processed within {timeout:g} s"
+                return response
+        try:
+            output = engine.score_latest(queries, min_score)
+        except Exception as exc:  # noqa: BLE001 - e.g. the text tower failing on a query
+            response.message = f"could not score the queries: {type(exc).__name__}: {exc}"
+            return response
+        if output is None:
+            response.message = "no frame processed yet (waiting for paired image + detections)"
+            return response
+        image_header, detections_msg = output.frame
+        response.success = True
+        response.header = image_header
+        response.queries = list(output.queries)
+        response.detections = conversions.fine_grained_list(output, detections_msg)
+        return response
+
+    # ================================================================== diagnostics
+    def diagnostic_values(self) -> dict:
+        engine, params = self._engine, self._params
+        stats = self._stats.snapshot() if self._stats is not None else None
+        values: dict = {
+            "state": self._state_machine.current_state[1],
+            "model": params.model,
+            "backend": params.backend,
+            "device": self._device_in_use,
+            "provider": engine.provider if engine is not None else "",
+            "queries": len(engine.queries) if engine is not None else len(params.queries),
+            "frames_processed": stats.frames_total if stats else 0,
+            "rate_hz": stats.rate_hz if stats else 0.0,
+            "latency_p50_ms": stats.latency_p50_ms if stats else float("nan"),
+            "latency_p99_ms": stats.latency_p99_ms if stats else float("nan"),
+            "frames_in_window": stats.window_frames if stats else 0,
+            "boxes_rejected": self._boxes_rejected,
+        }
+        if self._sync is not None:
+            values.update(self._sync.counters.snapshot())
+        problems = self._warnings.counts()
+        values["malformed_total"] = sum(
+            count for key, count in problems.items() if not key.startswith("box_")
+        )
+        values.update({f"dropped.{key}": count for key, count in sorted(problems.items())})
+        if self._last_error:
+            values["last_error"] = self._last_error
+        return values
+
+    def _publish_diagnostics(self) -> None:
+        if self._diag_publisher is None:
+            return
+        values = self.diagnostic_values()
+        # Unmatched images are normal (a detector slower than the camera); everything else is a problem.
+        problems = (
+            values["malformed_total"]
+            + values.get(f"{DETECTIONS}_unmatched", 0)
+            + values.get(f"{IMAGE}_overflow", 0)
+            + values.get(f"{DETECTIONS}_overflow", 0)
+        )
+        new_problems, self._problems_reported = problems - self._problems_reported, problems
+        level, message = diagnostics.status_level(self._active, values["frames_in_window"], new_problems)
+        status = diagnostics.make_status(
+            f"{self.get_name()}: perception", values["provider"] or "none", level, message, values
+        )
+        self._diag_publisher.publish(diagnostics.make_array(self.get_clock().now().to_msg(), [status]))

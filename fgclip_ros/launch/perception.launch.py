@@ -1,0 +1,114 @@
+# Copyright 2026 The fgclip_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Launch the fgclip_perception lifecycle node with config/perception.yaml and drive it to active.
+
+    ros2 launch fgclip_ros perception.launch.py
+    ros2 launch fgclip_ros perception.launch.py model:=openai-vit-b-16 device:=cuda dtype:=fp16 \
+        namespace:=robot1 params_file:=/path/to/my_perception.yaml autostart:=false
+
+Arguments left empty (model, device, dtype, backend) keep the value from the parameter file.
+With autostart:=true (default) this file emits the lifecycle transitions itself: configure at
+start, then activate once configuring has ended in 'inactive'; the node's own `autostart`
+parameter is forced to false so the two mechanisms never race. With autostart:=false the node
+waits in 'unconfigured' for `ros2 lifecycle set /fgclip_perception configure` (then activate).
+Topics are remapped the usual way, e.g. add to the node below:
+    remappings=[("image", "/camera/image_raw"), ("detections", "/detector/detections")]
+The pip world has no `ros2 launch`; `fgclip-perception --params-file ...` does the same there.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.events import matches_action
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import LifecycleNode
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
+
+PACKAGE = "fgclip_ros"
+NODE_NAME = "fgclip_perception"
+# Launch arguments that, when not empty, override the parameter of the same name.
+OVERRIDABLE = {
+    "model": "Model manifest name or path (empty: the parameter file's value).",
+    "device": "auto | cpu | cuda | cuda:N (empty: the parameter file's value).",
+    "dtype": "fp32 | fp16 | bf16 (empty: the parameter file's value).",
+    "backend": "torch | onnx (empty: the parameter file's value).",
+}
+
+
+def _is_true(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _node_and_transitions(context):
+    params_file = LaunchConfiguration("params_file").perform(context)
+    namespace = LaunchConfiguration("namespace").perform(context)
+    autostart = _is_true(LaunchConfiguration("autostart").perform(context))
+
+    # The launch file owns the transitions, so the node must not start itself.
+    overrides = {"autostart": False}
+    for name in OVERRIDABLE:
+        value = LaunchConfiguration(name).perform(context).strip()
+        if value:
+            overrides[name] = value
+
+    node = LifecycleNode(
+        package=PACKAGE,
+        executable="fgclip-perception",
+        name=NODE_NAME,
+        namespace=namespace,
+        output="screen",
+        emulate_tty=True,
+        parameters=[params_file, overrides],
+    )
+    actions = [node]
+    if autostart:
+        activate_when_configured = RegisterEventHandler(
+            OnStateTransition(
+                target_lifecycle_node=node,
+                # configuring -> inactive only: a later manual deactivate (deactivating -> inactive)
+                # must not be undone by this handler.
+                start_state="configuring",
+                goal_state="inactive",
+                entities=[
+                    EmitEvent(
+                        event=ChangeState(
+                            lifecycle_node_matcher=matches_action(node),
+                            transition_id=Transition.TRANSITION_ACTIVATE,
+                        )
+                    )
+                ],
+            )
+        )
+        configure = EmitEvent(
+            event=ChangeState(
+                lifecycle_node_matcher=matches_action(node),
+                transition_id=Transition.TRANSITION_CONFIGURE,
+            )
+        )
+        actions += [activate_when_configured, configure]
+    return actions
+
+
+def generate_launch_description():
+    default_params = os.path.join(get_package_share_directory(PACKAGE), "config", "perception.yaml")
+    arguments = [
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=default_params,
+            description="Parameter YAML of the node (THE parameter file by default).",
+        ),
+        DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node."),
+        DeclareLaunchArgument(
+            "autostart",
+            default_value="true",
+            description="Configure and activate the node after start (true | false).",
+        ),
+    ]
+    arguments += [
+        DeclareLaunchArgument(name, default_value="", description=text) for name, text in OVERRIDABLE.items()
+    ]
+    return LaunchDescription([*arguments, OpaqueFunction(function=_node_and_transitions)])

@@ -1,0 +1,357 @@
+# Copyright 2026 The fgclip_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Helpers for the graph tests: isolated DDS graph, node subprocess, test-side client, known-answer model.
+
+The model is tiny and its answer known: two colour queries made separable by crafted re-projection heads.
+
+Isolation: every process gets ROS_DOMAIN_ID = 1 + pid % 101 of the test process and
+ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, so parallel or repeated runs never see each other.
+Every wait has a timeout; the node subprocess is always stopped (SIGINT, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # fgclip_ros/ (the ament package)
+NODE = "/fgclip_perception"
+RED_QUERY, BLUE_QUERY = "a red object", "a blue object"
+RED_RGB, BLUE_RGB, GREY_RGB = (220, 30, 30), (30, 30, 220), (128, 128, 128)
+
+
+# ----------------------------------------------------------------------------- isolation
+def graph_domain_id() -> int:
+    domain = 1 + os.getpid() % 101
+    assert 1 <= domain <= 101, domain  # 0 is everybody's default; > 101 collides with ephemeral ports
+    return domain
+
+
+def isolated_env(domain_id: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env["ROS_DOMAIN_ID"] = str(domain_id)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    for name in ("ROS_LOCALHOST_ONLY", "ROS_STATIC_PEERS"):
+        env.pop(name, None)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["RCUTILS_COLORIZED_OUTPUT"] = "0"
+    return env
+
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.05, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value; raise TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+# ----------------------------------------------------------------------------- known-answer model
+def solid_image(rgb, size: int = 64) -> np.ndarray:
+    return np.full((size, size, 3), rgb, np.uint8)
+
+
+def build_known_answer_model(folder: Path) -> Path:
+    """A tiny open_clip model + linear heads mapping red crops and RED_QUERY to one axis, blue to another.
+
+    Writes model config JSON, weights, heads and a manifest into ``folder``; returns the manifest path.
+    """
+    import torch
+    from conftest import TINY_ARCHITECTURE, TINY_CLIP_CONFIG, make_tiny_clip
+
+    from fgclip_ros.core.pipeline import Pipeline
+    from fgclip_ros.core.reprojection import Head, ReprojectionHeads, save_heads
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tiny.json").write_text(json.dumps(TINY_CLIP_CONFIG))
+    torch.save(make_tiny_clip(seed=0).state_dict(), folder / "tiny.pt")
+    manifest = {
+        "name": "graph-test-tiny",
+        "description": "tiny random CLIP + crafted heads: red/blue queries are separable",
+        "architecture": TINY_ARCHITECTURE,
+        "model_config": {"path": "tiny.json"},
+        "weights": {"path": "tiny.pt"},
+        "input_size": TINY_CLIP_CONFIG["vision_cfg"]["image_size"],
+        "embed_dim": TINY_CLIP_CONFIG["embed_dim"],
+        "prompt_template": "{}",
+    }
+    identity_path = folder / "identity.yaml"
+    identity_path.write_text(yaml.safe_dump(manifest))
+
+    # Embeddings of solid red/blue crops and of the two queries through the real (identity-head) pipeline.
+    pipeline = Pipeline.from_manifest(str(identity_path))
+    images = []
+    for rgb in (RED_RGB, BLUE_RGB):
+        embedding, _ = pipeline.embed_crops(solid_image(rgb), np.array([[8, 8, 56, 56]], np.float64))
+        images.append(embedding[0])
+    pipeline.set_queries([RED_QUERY, BLUE_QUERY])
+    texts = pipeline.query_bank.embeddings
+    dim = TINY_CLIP_CONFIG["embed_dim"]
+    targets = torch.eye(dim)[:, :2]  # red -> e0, blue -> e1
+
+    def head_mapping(inputs: torch.Tensor) -> Head:  # inputs: (2, D) normalised embeddings
+        head = Head("linear", dim)
+        with torch.no_grad():
+            head.layers[0].weight.copy_(targets @ torch.linalg.pinv(inputs.T.to(torch.float32)))
+            head.layers[0].bias.zero_()
+        return head
+
+    heads = ReprojectionHeads(head_mapping(torch.stack(images)), head_mapping(texts))
+    save_heads(heads, folder / "heads.pt")
+    manifest["reprojection"] = {"kind": "linear", "sides": "both", "file": {"path": "heads.pt"}}
+    path = folder / "graph-test-tiny.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    return path
+
+
+def write_params(path: Path, manifest: Path, **overrides) -> Path:
+    """The shipped config/perception.yaml with the test model and ``overrides`` (dots = nesting)."""
+    data = yaml.safe_load((REPO_PACKAGE_DIR / "config" / "perception.yaml").read_text())
+    params = data["/**"]["ros__parameters"]
+    params.update(
+        {
+            "model": str(manifest),
+            "device": "cpu",
+            "queries": [RED_QUERY, BLUE_QUERY],
+            "autostart": True,
+            "warn_period_s": 0.0,
+            "diagnostics_period_s": 0.5,
+        }
+    )
+    for key, value in overrides.items():
+        node = params
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return path
+
+
+# ----------------------------------------------------------------------------- the node process
+class NodeProcess:
+    """``python -m fgclip_ros.cli.perception`` in the isolated graph, output captured to a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "fgclip_ros.cli.perception", *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=str(REPO_PACKAGE_DIR),
+        )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self, tail: int = 4000) -> str:
+        text = self.log_path.read_text(errors="replace")  # the child writes the file directly
+        return text[-tail:]
+
+    def stop(self, sig=signal.SIGINT, timeout_s: float = 20.0) -> int:
+        """Signal the process, wait, SIGKILL if needed; returns the exit code."""
+        try:
+            if self.alive():
+                self.process.send_signal(sig)
+                try:
+                    self.process.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(timeout=10)
+            return self.process.returncode
+        finally:
+            self._log.close()
+
+
+# ----------------------------------------------------------------------------- the test-side client
+class GraphClient:
+    """A node of the test process in its own rclpy context, spun by a background thread."""
+
+    def __init__(self, domain_id: int, node_name: str = "fgclip_graph_test"):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(node_name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._lock = threading.Lock()
+        self.received: dict[str, list] = {}
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            while self.context.ok():
+                self.executor.spin_once(timeout_sec=0.1)
+        except (ExternalShutdownException, Exception):  # noqa: BLE001 - the context went away at teardown
+            pass
+
+    def close(self) -> None:
+        import rclpy
+
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=10)
+        self.executor.shutdown(timeout_sec=5)
+        self.node.destroy_node()
+
+    # -------------------------------------------------------------- topics
+    def publisher(self, msg_type, topic: str, depth: int = 10):
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        return self.node.create_publisher(
+            msg_type, topic, QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+        )
+
+    def subscribe(self, msg_type, topic: str, key: str | None = None, depth: int = 50):
+        key = key or topic
+        with self._lock:
+            self.received.setdefault(key, [])
+
+        def store(msg):
+            with self._lock:
+                self.received[key].append(msg)
+
+        return self.node.create_subscription(msg_type, topic, store, depth)
+
+    def messages(self, key: str) -> list:
+        with self._lock:
+            return list(self.received.get(key, []))
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self.received[key] = []
+
+    def wait_for_message(self, key: str, predicate=lambda msg: True, timeout_s: float = 20.0):
+        def found():
+            for msg in self.messages(key):
+                if predicate(msg):
+                    return msg
+            return None
+
+        return wait_until(found, timeout_s, what=f"a matching message on {key}")
+
+    @staticmethod
+    def wait_for_subscribers(publisher, count: int = 1, timeout_s: float = 30.0) -> None:
+        wait_until(
+            lambda: publisher.get_subscription_count() >= count,
+            timeout_s,
+            what=f"{count} subscriber(s) of {publisher.topic_name}",
+        )
+
+    # -------------------------------------------------------------- services
+    def call(self, srv_type, name: str, request, timeout_s: float = 30.0):
+        client = self.node.create_client(srv_type, name)
+        try:
+            wait_until(client.service_is_ready, timeout_s, what=f"service {name}")
+            done = threading.Event()
+            future = client.call_async(request)
+            future.add_done_callback(lambda _: done.set())
+            if not done.wait(timeout_s):
+                future.cancel()
+                raise TimeoutError(f"no answer from {name} within {timeout_s:g} s")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def lifecycle_state(self, node: str = NODE, timeout_s: float = 10.0) -> str:
+        from lifecycle_msgs.srv import GetState
+
+        return self.call(GetState, f"{node}/get_state", GetState.Request(), timeout_s).current_state.label
+
+    def change_state(self, transition_id: int, node: str = NODE, timeout_s: float = 120.0) -> bool:
+        from lifecycle_msgs.srv import ChangeState
+
+        request = ChangeState.Request()
+        request.transition.id = transition_id
+        return self.call(ChangeState, f"{node}/change_state", request, timeout_s).success
+
+    def set_parameter(self, name: str, value, node: str = NODE, timeout_s: float = 60.0):
+        """Set one parameter on the node; returns rcl_interfaces SetParametersResult."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        if isinstance(value, list):
+            parameter = Parameter(name, Parameter.Type.STRING_ARRAY, value)
+        else:
+            parameter = Parameter(name, value=value)
+        request = SetParameters.Request(parameters=[parameter.to_parameter_msg()])
+        return self.call(SetParameters, f"{node}/set_parameters", request, timeout_s).results[0]
+
+    def get_parameter(self, name: str, node: str = NODE, timeout_s: float = 30.0):
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+
+        response = self.call(
+            GetParameters, f"{node}/get_parameters", GetParameters.Request(names=[name]), timeout_s
+        )
+        return parameter_value_to_python(response.values[0])
+
+
+# ----------------------------------------------------------------------------- messages
+def make_header(stamp_ns: int, frame_id: str = "camera"):
+    from std_msgs.msg import Header
+
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return header
+
+
+def make_image(image_rgb: np.ndarray, stamp_ns: int, encoding: str = "rgb8"):
+    from sensor_msgs.msg import Image
+
+    height, width = image_rgb.shape[:2]
+    if encoding == "bgr8":
+        pixels = np.ascontiguousarray(image_rgb[:, :, ::-1])
+    else:
+        pixels = np.ascontiguousarray(image_rgb)
+    msg = Image(
+        header=make_header(stamp_ns),
+        height=height,
+        width=width,
+        encoding=encoding,
+        step=width * 3,
+        is_bigendian=0,
+    )
+    msg.data = pixels.tobytes()
+    return msg
+
+
+def make_detections(boxes_xyxy, stamp_ns: int, ids=None):
+    from vision_msgs.msg import Detection2D, Detection2DArray
+
+    msg = Detection2DArray(header=make_header(stamp_ns))
+    for index, (x1, y1, x2, y2) in enumerate(boxes_xyxy):
+        detection = Detection2D(header=msg.header, id=str(ids[index]) if ids else str(index))
+        detection.bbox.center.position.x = (x1 + x2) / 2.0
+        detection.bbox.center.position.y = (y1 + y2) / 2.0
+        detection.bbox.size_x = float(x2 - x1)
+        detection.bbox.size_y = float(y2 - y1)
+        msg.detections.append(detection)
+    return msg
+
+
+def two_colour_scene(width: int = 96, height: int = 64) -> tuple[np.ndarray, list[tuple], list[str]]:
+    """Grey image with a red patch (left) and a blue patch (right); boxes well inside each patch."""
+    image = np.full((height, width, 3), GREY_RGB, np.uint8)
+    image[8:56, 4:44] = RED_RGB
+    image[8:56, 52:92] = BLUE_RGB
+    return image, [(8, 12, 40, 52), (56, 12, 88, 52)], ["red-box", "blue-box"]
