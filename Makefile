@@ -7,12 +7,12 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.fgclip-setup-stamp
 
 # ---------------------------------------------------------------------------------------------------
-# DEMO_CMD: what `make demo` runs. PLACEHOLDER until the demo issue lands: fgclip-match on a bundled
-# sample image. The lead points DEMO_MODEL / DEMO_IMAGE (or DEMO_CMD itself) at the real ones.
-DEMO_MODEL ?= openai-vit-b-16
-DEMO_IMAGE ?= fgclip_ros/samples/sample.png
-DEMO_CMD ?= $(VENV)/bin/fgclip-match --model $(DEMO_MODEL) --image $(DEMO_IMAGE) \
-	--query "a red ceramic mug" --query "a transparent glass bottle"
+# DEMO_CMD: what `make demo` runs (docs/demo.md): the sample bag replayed into the real perception node
+# (pip-world bringup, private DDS graph), its answers printed per object and scored; PNG frames and the
+# report go to DEMO_OUT. Other models: `make demo DEMO_MODEL=openai-vit-b-16` (downloads CLIP weights).
+DEMO_MODEL ?= fgsynth
+DEMO_OUT ?= out/demo
+DEMO_CMD ?= $(VENV)/bin/fgclip-demo --model $(DEMO_MODEL) --out $(DEMO_OUT)
 # ---------------------------------------------------------------------------------------------------
 
 # Everything scripts/setup.sh hashes: a change to any of them re-runs it (it is also fast when idle).

@@ -1,0 +1,100 @@
+# Copyright 2026 The fgclip_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""fgclip-export: export a model's towers to ONNX with the re-projection heads and L2 norm folded in.
+
+Example:
+    fgclip-export --model openai-vit-b-16 --out exports/openai-vit-b-16
+    fgclip-match --model exports/openai-vit-b-16/openai-vit-b-16-onnx-fp32.yaml --backend onnx ...
+Each dtype gets an image graph, a text graph and a manifest; the graphs are verified against the
+PyTorch model first (max |error|, min cosine) and an export that drifts is refused (exit status 3).
+User errors print one line on stderr and exit with status 2.
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from fgclip_ros.core.errors import FgclipError
+
+EXIT_USER_ERROR = 2
+EXIT_VERIFICATION_FAILED = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fgclip_ros.core.export import DEFAULT_OPSET, EXPORT_DTYPES
+
+    parser = argparse.ArgumentParser(
+        prog="fgclip-export",
+        description="Export a model's image and text towers to ONNX (heads + L2 normalisation in the "
+        "graphs), verify them against PyTorch and write a loadable manifest next to them.",
+    )
+    parser.add_argument(
+        "--model",
+        default="openai-vit-b-16",
+        help="manifest name (see fgclip_ros/models/) or path to a manifest .yaml (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: exports/<model name> in the current folder)",
+    )
+    parser.add_argument(
+        "--dtype",
+        nargs="+",
+        choices=EXPORT_DTYPES,
+        default=list(EXPORT_DTYPES),
+        help="variants to export (default: %(default)s)",
+    )
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default: %(default)s)")
+    parser.add_argument(
+        "--providers",
+        nargs="+",
+        default=["CPUExecutionProvider"],
+        metavar="EP",
+        help="ONNX Runtime providers to verify with, in order (default: %(default)s)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no log lines on stderr")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from fgclip_ros.core.export import ExportVerificationError, export_manifest
+    from fgclip_ros.core.manifest import load_manifest
+
+    try:
+        manifest = load_manifest(args.model)
+        out_dir = args.out if args.out is not None else Path("exports") / manifest.name
+        # Progress: on unless --no-progress (tqdm itself stays off when stderr is not a terminal).
+        results = export_manifest(
+            manifest,
+            out_dir,
+            dtypes=args.dtype,
+            opset=args.opset,
+            providers=args.providers,
+            progress=False if args.no_progress else None,
+        )
+    except ExportVerificationError as exc:
+        print(f"fgclip-export: {exc}", file=sys.stderr)
+        return EXIT_VERIFICATION_FAILED
+    except FgclipError as exc:
+        print(f"fgclip-export: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    for result in results:
+        checks = ", ".join(
+            f"{c.tower} max|err| {c.max_abs_error:.2g} min cos {c.min_cosine:.7f}" for c in result.checks
+        )
+        print(
+            f"{result.dtype}: {result.manifest_path}  ({checks}; verified on {', '.join(result.providers)})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Copyright 2026 The fgclip_ros authors
+# SPDX-License-Identifier: Apache-2.0
+#
+# The GPU checks of issue 5, as ONE script for one device session (finishes in about 2-3 minutes):
+#   1. the CUDA tests (test_crops.py, test_gpu_path.py, test_pipeline.py: CUDA ones run, CPU ones too);
+#   2. fgclip-bench on ViT-B/16 with random weights: fp16, 64 queries, N = 1, 4, 16, 64 boxes,
+#      bulk 128 / 512; then N = 16 again (repeatability) and a bf16 run (N = 16, bulk 512).
+# Results land in $OUT (env.txt, pytest.log, bench.log, bench_fp16.json/.png, bench_repeat.json,
+# bench_bf16.json); the fp16 table is printed last.
+#
+# Run from the repository root with the open_clip wheels in .whl/ (carry [".whl"]):
+#   bash scripts/device/gpu_checks.sh
+# Without CUDA (e.g. here, with PYTHON=.venv/bin/python) the CUDA tests skip and the benchmark runs
+# small on the CPU with the project's small fgsynth architecture, so the script is checked end to end.
+set -uo pipefail
+
+PY=${PYTHON:-python3}
+OUT=${OUT:-/tmp/fgclip_gpu_checks}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+
+# open_clip (+ ftfy, wcwidth) are not on the device image: install the carried wheels.
+$PY -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD/fgclip_ros || exit 1
+
+status=0
+{
+    date -u +%Y-%m-%dT%H:%M:%SZ
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv 2>&1 || true
+    $PY - <<'EOF'
+import platform, torch, torchvision, onnxruntime, open_clip, numpy
+print("python", platform.python_version(), "| torch", torch.__version__, "| torchvision", torchvision.__version__,
+      "| onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers(),
+      "| open_clip", open_clip.__version__, "| numpy", numpy.__version__)
+print("cuda available:", torch.cuda.is_available(),
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-", "| cpus", __import__("os").cpu_count())
+EOF
+} 2>&1 | tee "$OUT/env.txt"
+
+HAS_CUDA=$($PY -c "import torch; print(int(torch.cuda.is_available()))")
+
+echo "== pytest (CUDA tests; skipped without a GPU)"
+timeout 240 $PY -m pytest -q -rs -p no:cacheprovider \
+    fgclip_ros/test/test_crops.py fgclip_ros/test/test_gpu_path.py fgclip_ros/test/test_pipeline.py \
+    2>&1 | tee "$OUT/pytest.log" | tail -n 25
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+# The benchmark never downloads (random weights); offline makes sure of it.
+bench() { local limit=$1; shift; FGCLIP_ROS_OFFLINE=1 timeout "$limit" $PY -m fgclip_ros.cli.bench --no-progress "$@"; }
+if [ "$HAS_CUDA" = "1" ]; then
+    MODEL=(--arch ViT-B-16 --random-weights --device cuda --queries 64 --budget-s 1.0 --min-iters 5)
+    echo "== fgclip-bench ViT-B-16 fp16 (the issue's targets)"
+    bench 120 "${MODEL[@]}" --dtype fp16 --boxes 1 4 16 64 --bulk 128 512 \
+        --json "$OUT/bench_fp16.json" --png "$OUT/bench_fp16.png" >"$OUT/bench_fp16.txt" 2>>"$OUT/bench.log" || status=1
+    echo "== repeat N=16 (spread between two runs of the same code)"
+    bench 45 "${MODEL[@]}" --dtype fp16 --boxes 16 --no-bulk --json "$OUT/bench_repeat.json" >>"$OUT/bench.log" 2>&1 \
+        || status=1
+    echo "== bf16 (N=16, bulk 512)"
+    bench 45 "${MODEL[@]}" --dtype bf16 --boxes 16 --bulk 512 --no-naive --json "$OUT/bench_bf16.json" \
+        >>"$OUT/bench.log" 2>&1 || status=1
+else
+    echo "== no CUDA: small CPU benchmark run (checks the script, not the numbers)"
+    bench 120 --arch fgsynth --model-config fgclip_ros/models/fgsynth/fgsynth.json --random-weights --device cpu --threads 1 \
+        --boxes 1 4 --bulk 32 --queries 8 --budget-s 0.2 --min-iters 2 --max-iters 20 \
+        --json "$OUT/bench_fp16.json" --png "$OUT/bench_fp16.png" >"$OUT/bench_fp16.txt" 2>>"$OUT/bench.log" || status=1
+fi
+
+echo "== results (all in $OUT)"
+grep -h -E "^(naive|encoder|pipeline|stage|bulk|text|N=|bulk=)" "$OUT/bench.log" || true
+echo "-- the main run:"
+cat "$OUT/bench_fp16.txt"
+echo "gpu_checks: exit status $status"
+exit $status
