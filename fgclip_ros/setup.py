@@ -38,10 +38,16 @@ def data_files() -> list[tuple[str, list[str]]]:
         ("share/ament_index/resource_index/packages", [os.path.join("resource", PACKAGE_NAME)]),
         (share, ["package.xml"]),
     ]
-    for folder in ("launch", "config", "models"):
-        files = share_files(folder)
-        if files:
-            entries.append((os.path.join(share, folder), files))
+    for top in ("launch", "config", "models"):
+        # Sub-folders too (models/fgsynth/ holds a model's config, weights and heads).
+        folders = [top] + sorted(
+            os.path.relpath(path, HERE) for path in glob(os.path.join(HERE, top, "**", ""), recursive=True)
+            if os.path.relpath(path, HERE) != top
+        )
+        for folder in folders:
+            files = share_files(folder)
+            if files:
+                entries.append((os.path.join(share, folder), files))
     return entries
 
 
@@ -59,6 +65,7 @@ CONSOLE_SCRIPTS = [
     "fgclip-bench",  # latency/throughput benchmark (issue 5)
     "fgclip-eval-bag",  # evaluate the node on a recorded bag (issue 6)
     "fgclip-make-sample-bag",  # write the bundled sample bag (issue 6)
+    "fgclip-demo",  # the main job: node + sample bag replay + queries + report (issue 6)
 ]
 
 setup(

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 import torch
 from conftest import (
@@ -110,6 +111,17 @@ def test_torch_and_onnx_backends_agree(exported, tiny_encoder):
     assert_same_embeddings(onnx_enc.encode_images(pixels.numpy()), tiny_encoder.encode_images(pixels),
                            1e-4, 0.99999)
     assert_same_embeddings(onnx_enc.encode_texts(TEXTS), tiny_encoder.encode_texts(TEXTS), 1e-4, 0.99999)
+
+
+def test_session_options_are_applied_and_give_the_same_embeddings(exported, tiny_encoder):
+    encoder = onnx_encoder(exported, intra_op_threads=1, graph_optimization="basic")
+    options = encoder._image.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    pixels = normalised_pixels(3, seed=5)
+    assert_same_embeddings(encoder.encode_images(pixels), tiny_encoder.encode_images(pixels), 1e-4, 0.99999)
+    with pytest.raises(ValueError, match="graph_optimization"):
+        onnx_encoder(exported, graph_optimization="fast")
 
 
 def test_empty_inputs_give_empty_outputs(exported, tiny_encoder):

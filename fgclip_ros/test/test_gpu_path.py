@@ -13,8 +13,7 @@ import torch
 from conftest import make_tiny_encoder
 
 from fgclip_ros.core.crops import crop_batch_torch
-from fgclip_ros.core.gpu import DEFAULT_BUCKETS, GpuFrameEncoder, match_scores
-from fgclip_ros.core.matcher import match
+from fgclip_ros.core.gpu import DEFAULT_BUCKETS, GpuFrameEncoder
 from fgclip_ros.core.pipeline import Pipeline
 from fgclip_ros.core.reprojection import Head, ReprojectionHeads
 from fgclip_ros.core.synth.render import render_scene
@@ -96,24 +95,6 @@ def test_rejected_boxes_get_no_row_and_empty_frames_work():
     assert embeddings.shape == (0, 32) and len(check.valid) == 0
     scores, _ = fast.score(image, np.array([[5, 5, 30, 30]]), torch.zeros((0, 32)))
     assert scores.shape == (1, 0)
-
-
-def test_match_scores_follows_the_matchers_rules():
-    rng = np.random.default_rng(0)
-    image = torch.nn.functional.normalize(
-        torch.from_numpy(rng.normal(size=(9, 16)).astype(np.float32)), dim=-1
-    )
-    text = torch.nn.functional.normalize(
-        torch.from_numpy(rng.normal(size=(5, 16)).astype(np.float32)), dim=-1
-    )
-    text[3] = text[1]  # a tie: the first of the tied queries wins
-    expected = match(image, text, 42.0, min_score=0.1)
-    actual = match_scores((image @ text.T).numpy(), 42.0, min_score=0.1)
-    for name in ("scores", "best_score", "margin", "probs"):
-        np.testing.assert_allclose(getattr(actual, name), getattr(expected, name), rtol=0, atol=1e-6)
-    np.testing.assert_array_equal(actual.best_index, expected.best_index)
-    single = match_scores((image @ text[:1].T).numpy(), 42.0)
-    assert np.all(single.margin == 0) and np.allclose(single.probs, 1.0)
 
 
 # ------------------------------------------------------------------ CUDA

@@ -247,3 +247,16 @@ def test_offline_names_url_and_cache_path(tmp_path, cache, no_network, monkeypat
 def test_url_without_sha256_is_refused(tmp_path, cache, no_network):
     with pytest.raises(ManifestError, match="needs a 'sha256'"):
         resolve_file(FileSpec(url="https://example.invalid/heads.pt"), tmp_path, "heads")
+
+
+def test_export_provenance_is_kept_as_written(tmp_path):
+    path = tmp_path / "exported.yaml"
+    provenance = "export:\n  dtype: fp16\n  opset: 17\n  verified_with: {providers: [CPUExecutionProvider]}\n"
+    path.write_text(GOOD + provenance)
+    expected = {"dtype": "fp16", "opset": 17, "verified_with": {"providers": ["CPUExecutionProvider"]}}
+    assert load_manifest(path).export == expected
+    path.write_text(GOOD)
+    assert load_manifest(path).export is None
+    path.write_text(GOOD + "export: fp16\n")
+    with pytest.raises(ManifestError, match="'export' must be a mapping"):
+        load_manifest(path)

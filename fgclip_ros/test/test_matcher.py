@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fgclip_ros.core.matcher import MatchResult, QueryBank, match
+from fgclip_ros.core.matcher import MatchResult, QueryBank, match, match_scores
 
 
 class RecordingEncoder:
@@ -139,3 +139,22 @@ def test_dimension_mismatch_is_an_error():
 def test_numpy_inputs_work():
     result = match(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32), logit_scale=1.0)
     assert result.best_index.tolist() == [0, 1]
+
+
+def test_match_scores_applies_the_rules_to_given_scores():
+    # Scores as the GPU path hands them over (NumPy, already cosine); row 0 ties queries 1 and 3.
+    scores = np.array([[0.1, 0.7, 0.2, 0.7], [0.30, 0.25, 0.05, 0.0], [-0.2, -0.1, -0.3, -0.4]], np.float32)
+    result = match_scores(scores, logit_scale=20.0, min_score=0.0)
+    np.testing.assert_array_equal(result.scores, scores)
+    assert result.best_index.tolist() == [1, 0, -1]  # first of tied queries; below min_score -> -1
+    np.testing.assert_allclose(result.best_score, [0.7, 0.3, -0.1], rtol=1e-6)
+    np.testing.assert_allclose(result.margin, [0.0, 0.05, 0.1], atol=1e-6)
+    logits = 20.0 * scores.astype(np.float64)
+    softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(result.probs, softmax / softmax.sum(axis=1, keepdims=True), rtol=1e-5)
+    single = match_scores(scores[:, :1], logit_scale=20.0)
+    assert np.all(single.margin == 0) and np.allclose(single.probs, 1.0)
+    assert match_scores(np.zeros((3, 0), np.float32), 20.0).best_index.tolist() == [-1, -1, -1]
+    with pytest.raises(ValueError, match="scores must be"):
+        match_scores(np.zeros(3, np.float32), 20.0)
+

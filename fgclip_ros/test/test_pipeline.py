@@ -193,6 +193,29 @@ def test_from_manifest(tmp_path, monkeypatch, tiny_clip, tiny_model_config_json,
     assert math.isclose(pipeline.logit_scale, float(tiny_clip.logit_scale.detach().exp()), rel_tol=1e-5)
 
 
+def test_fast_path_wiring_gives_the_crop_path_answers(tiny_encoder, colour_heads):
+    # The CUDA fast path's code run eagerly on the CPU: same boxes, scores and embeddings as the
+    # crop path (Pillow bicubic vs roi_align bilinear differ slightly), context_scale followed.
+    heads = copy.deepcopy(colour_heads)
+    slow = Pipeline(tiny_encoder, heads, prompt_template=TEMPLATE)
+    fast = Pipeline(tiny_encoder, heads, prompt_template=TEMPLATE, gpu_fast_path=True)
+    boxes = np.array([[66, 3, 93, 29], [2, 4, 30, 28], [0, 0, 96, 32], [10, 10, 10, 20]])
+    for scale in (1.0, 1.5):
+        for pipeline in (slow, fast):
+            pipeline.set_queries(list(COLOURS))
+            pipeline.context_scale = scale
+        a, b = slow.process(_colour_strip(), boxes), fast.process(_colour_strip(), boxes)
+        assert a.check.valid.tolist() == b.check.valid.tolist() == [True, True, True, False]
+        np.testing.assert_allclose(b.check.boxes, a.check.boxes)
+        np.testing.assert_allclose(a.match.scores, b.match.scores, atol=0.05)
+        assert b.match.best_index[:2].tolist() == [2, 0] and set(b.timings_ms) == {"crop_encode", "match"}
+        (ea, _), (eb, _) = slow.embed_crops(_colour_strip(), boxes), fast.embed_crops(_colour_strip(), boxes)
+        assert (ea * eb).sum(1).min() > 0.99
+    assert fast.process(_colour_strip(), np.zeros((0, 4))).match.scores.shape == (0, len(COLOURS))
+    fast.set_queries([])
+    assert fast.process(_colour_strip(), boxes).match.best_index.tolist() == [-1, -1, -1]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_pipeline_agrees_with_cpu(tiny_encoder, tiny_encoder_factory, colour_heads):
     cpu = Pipeline(tiny_encoder, colour_heads, prompt_template=TEMPLATE)
@@ -206,3 +229,12 @@ def test_cuda_pipeline_agrees_with_cpu(tiny_encoder, tiny_encoder_factory, colou
     # Crops differ slightly (Pillow bicubic vs roi_align bilinear); scores must stay close.
     np.testing.assert_allclose(a.match.scores, b.match.scores, atol=0.05)
     assert a.match.best_index[:2].tolist() == b.match.best_index[:2].tolist() == [2, 0]
+    assert gpu._fast is not None and "crop_encode" in b.timings_ms  # the CUDA-graph fast path ran
+    embeddings, check = gpu.embed_crops(_colour_strip(), boxes)
+    assert embeddings.device.type == "cuda" and embeddings.shape == (3, gpu.encoder.embed_dim)
+    # The node changes context_scale at run time; the fast path must follow it.
+    for pipeline in (cpu, gpu):
+        pipeline.context_scale = 1.5
+    a, b = cpu.process(_colour_strip(), boxes), gpu.process(_colour_strip(), boxes)
+    np.testing.assert_allclose(b.check.boxes, a.check.boxes)
+    np.testing.assert_allclose(a.match.scores, b.match.scores, atol=0.05)

@@ -68,6 +68,26 @@ def test_biased_captions_name_the_category_always_and_attributes_sometimes(token
     assert 0.2 < named < 0.3
 
 
+def test_loosely_named_attributes_are_the_true_or_the_next_value(tokenizer):
+    rng = np.random.default_rng(2)
+    n = 4000
+    labels = np.stack([rng.integers(len(v), size=n) for v in data.LABEL_VALUES.values()], axis=1)
+    builder = data.CaptionBuilder(tokenizer, 24)
+    style = data.CaptionStyle(attribute_prob=1.0, attribute_true_prob=0.3)
+    choices = builder.sample_choices(torch.from_numpy(labels), style, torch.Generator().manual_seed(3))
+    column = data.LABEL_COLUMNS.index("color")
+    said = choices[:, builder.SLOTS.index("color")].numpy()
+    size = len(data.LABEL_VALUES["color"])
+    offset = (said - labels[:, column]) % size
+    assert set(np.unique(offset)) <= {0, 1}
+    assert 0.25 < np.mean(offset == 0) < 0.35
+    # Full captions stay exact whatever the looseness.
+    exact = builder.sample_choices(
+        torch.from_numpy(labels), data.CaptionStyle(full_prob=1.0, attribute_true_prob=0.0),
+        torch.Generator().manual_seed(4))
+    assert np.array_equal(exact[:, builder.SLOTS.index("color")].numpy(), labels[:, column])
+
+
 def test_render_crops_are_deterministic_and_streams_differ():
     a_images, a_labels = data.render_crops(seed=1, stream=0, index=5, count=6, size=32, scene_fraction=0.5)
     b_images, b_labels = data.render_crops(seed=1, stream=0, index=5, count=6, size=32, scene_fraction=0.5)

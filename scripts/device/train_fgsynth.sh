@@ -67,12 +67,16 @@ echo "== 1/3 fgsynth: biased captions, ${TRAIN_SECONDS} s"
 timeout $((TRAIN_SECONDS + 120)) $PY -m fgclip_ros.cli.train_base --out-dir "$OUT" --name fgsynth \
     --max-seconds "$TRAIN_SECONDS" --eval-every-seconds 60 "${COMMON[@]}" || status=1
 
-echo "== 2/3 fgsynth-fullcap: full captions (reference), ${REF_SECONDS} s"
-timeout $((REF_SECONDS + 90)) $PY -m fgclip_ros.cli.train_base --out-dir "$OUT" --name fgsynth-fullcap \
-    --max-seconds "$REF_SECONDS" --eval-every-seconds 0 --attribute-prob 1 --full-prob 1 --background-prob 0 \
-    --prefix-prob 0 "${COMMON[@]}" || status=1
-# The reference has the same architecture: its config copy would only be an eighth file.
-rm -f "$OUT/fgsynth-fullcap.json"
+if [ "$REF_SECONDS" -gt 0 ]; then
+    echo "== 2/3 fgsynth-fullcap: full captions (reference), ${REF_SECONDS} s"
+    timeout $((REF_SECONDS + 90)) $PY -m fgclip_ros.cli.train_base --out-dir "$OUT" --name fgsynth-fullcap \
+        --max-seconds "$REF_SECONDS" --eval-every-seconds 0 --attribute-prob 1 --full-prob 1 --background-prob 0 \
+        --prefix-prob 0 "${COMMON[@]}" || status=1
+    # The reference has the same architecture: its config copy would only be an eighth file.
+    rm -f "$OUT/fgsynth-fullcap.json"
+else
+    echo "== 2/3 fgsynth-fullcap skipped (REF_SECONDS=0)"
+fi
 
 echo "== 3/3 summary"
 $PY - "$OUT" <<'EOF' || status=1

@@ -368,7 +368,7 @@ class _Bench:
     # -- CPU: (b) encoder torch / onnxruntime, (c) pipeline, bulk
     def onnx_encoder(self, heads: ReprojectionHeads):
         from fgclip_ros.core.encoders import OnnxEncoder
-        from fgclip_ros.core.export import export_model, onnx_session
+        from fgclip_ros.core.export import export_model
 
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.models.name)
         folder = (
@@ -397,15 +397,9 @@ class _Bench:
             providers=["CPUExecutionProvider"],
             projected=True,
             logit_scale=float(self.models.model.logit_scale.detach().exp()),
+            intra_op_threads=self.config.ort_threads,
+            graph_optimization=self.config.ort_level,
         )
-        if self.config.ort_threads or self.config.ort_level != "all":
-            # Same graphs, the session options under test.
-            encoder._image = onnx_session(
-                image_onnx, threads=self.config.ort_threads, level=self.config.ort_level
-            )
-            encoder._text = onnx_session(
-                text_onnx, threads=self.config.ort_threads, level=self.config.ort_level
-            )
         return encoder
 
     def run_cpu(self, heads: ReprojectionHeads) -> None:

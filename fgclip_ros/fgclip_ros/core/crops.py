@@ -5,7 +5,7 @@
 open_clip's eval transform on a crop of w x h pixels is: resize the short side to S (bicubic,
 antialiased; the long side becomes int(S * long / short)), centre-crop S x S, scale to [0, 1],
 normalise with the model's mean/std. That equals resampling one square-ish sub-region of the box
-straight to S x S; `_sample_regions` computes that region with torchvision's exact rounding, and
+straight to S x S; `sample_regions` computes that region with torchvision's exact rounding, and
 both paths sample it:
 
 - `crop_batch_cpu`: Pillow's antialiased bicubic resize of that region (Pillow is what open_clip
@@ -121,23 +121,25 @@ def validate_boxes(boxes, image_hw, context_scale: float = 1.0, min_size: float 
     return BoxCheck(valid=valid, boxes=clamped[valid], reasons=reasons)
 
 
-def _sample_regions(boxes: np.ndarray, size: int) -> np.ndarray:
+def sample_regions(boxes: np.ndarray, size: int) -> np.ndarray:
     """(K, 4) xyxy of the part of each box that open_clip's short-side resize + centre crop keeps.
 
     torchvision resizes the short side to `size` and the long side to int(size * long / short),
     then crops at offset round((new_long - size) / 2) (Python rounding), so the kept region spans
     `size` resized pixels of long / new_long source pixels each along the long axis.
+    Boxes must have positive width and height (``validate_boxes`` output).
     """
-    regions = boxes.astype(np.float64).copy()
-    for row in regions:
-        extent = row[2:] - row[:2]
-        long_axis = 0 if extent[0] > extent[1] else 1   # ties: both axes are "short", nothing is cut
-        short, long = extent[1 - long_axis], extent[long_axis]
-        new_long = int(size * long / short)
-        step = long / new_long
-        offset = int(round((new_long - size) / 2.0))
-        row[long_axis] += offset * step
-        row[long_axis + 2] = row[long_axis] + size * step
+    regions = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    rows = np.arange(len(regions))
+    extent = regions[:, 2:] - regions[:, :2]
+    long_axis = np.where(extent[:, 0] > extent[:, 1], 0, 1)   # ties: both axes are "short", nothing is cut
+    long, short = extent[rows, long_axis], extent[rows, 1 - long_axis]
+    new_long = np.floor(size * long / short)   # int() of a positive number
+    step = long / new_long
+    offset = np.rint((new_long - size) / 2.0)  # round half to even, as Python's round()
+    start = regions[rows, long_axis] + offset * step
+    regions[rows, long_axis] = start
+    regions[rows, long_axis + 2] = start + size * step
     return regions
 
 
@@ -150,7 +152,7 @@ def crop_batch_cpu(image: np.ndarray, boxes, preprocess: Preprocess,
     batch = np.empty((len(check.boxes), size, size, 3), dtype=np.uint8)
     if len(check.boxes):
         frame = Image.fromarray(image)
-        for out, box, region in zip(batch, check.boxes, _sample_regions(check.boxes, size)):
+        for out, box, region in zip(batch, check.boxes, sample_regions(check.boxes, size)):
             # Crop first (whole pixels covering the box) so edge pixels are resampled as open_clip
             # resamples a cropped image, then resize the kept sub-region of that crop.
             left, top = math.floor(box[0]), math.floor(box[1])
@@ -175,7 +177,7 @@ def crop_batch_torch(image: torch.Tensor, boxes, preprocess: Preprocess,
     device = image.device
     if not len(check.boxes):
         return torch.zeros((0, 3, size, size), dtype=torch.float32, device=device), check
-    regions = torch.as_tensor(_sample_regions(check.boxes, size), dtype=torch.float32, device=device)
+    regions = torch.as_tensor(sample_regions(check.boxes, size), dtype=torch.float32, device=device)
     frame = image.permute(2, 0, 1).unsqueeze(0).float()
     # sampling_ratio=0: per box and axis ceil(region / S) bilinear samples are averaged per output
     # pixel, a box prefilter that keeps downscaled crops from aliasing; upscaled boxes get one sample.

@@ -28,6 +28,10 @@ TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bflo
 DEFAULT_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 # OpenAI CLIP's trained temperature (exp(logit_scale) clamped at 100); used only when a graph does not say.
 DEFAULT_LOGIT_SCALE = 100.0
+# ONNX Runtime graph optimisation levels by name (SessionOptions.graph_optimization_level).
+ORT_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+# NCHWc only speeds up CNN convolutions, and ORT 1.32's CPU provider segfaults in it on fp16 CLIP exports.
+ORT_DISABLED_OPTIMIZERS = ("NchwcTransformer",)
 
 
 @runtime_checkable
@@ -274,8 +278,13 @@ class OnnxEncoder:
     def __init__(self, image_onnx: Path, text_onnx: Path, preprocess: Preprocess, tokenizer: Callable,
                  providers: list[str] | None = None, projected: bool = False,
                  logit_scale: float = DEFAULT_LOGIT_SCALE, trt_fp16: bool = True,
-                 trt_cache_dir: Path | None = None, device_id: int = 0):
-        """`providers`: preference order; unavailable ones are skipped (one log line names the one used)."""
+                 trt_cache_dir: Path | None = None, device_id: int = 0, intra_op_threads: int = 0,
+                 graph_optimization: str = "all"):
+        """`providers`: preference order; unavailable ones are skipped (one log line names the one used).
+
+        `intra_op_threads`: ONNX Runtime's thread count per session (0: its default, one per physical
+        core); `graph_optimization`: one of ``ORT_OPTIMIZATION_LEVELS``.
+        """
         self.preprocess = preprocess
         self.tokenizer = tokenizer
         self.projected = bool(projected)
@@ -284,8 +293,9 @@ class OnnxEncoder:
         requested = list(providers) if providers else list(DEFAULT_PROVIDERS)
         options = _provider_options(trt_fp16, trt_cache_dir, device_id)
         failed: list[str] = []
-        self._image = _create_session(Path(image_onnx), requested, options, "image graph", failed)
-        self._text = _create_session(Path(text_onnx), requested, options, "text graph", failed)
+        tuning = {"intra_op_threads": intra_op_threads, "graph_optimization": graph_optimization}
+        self._image = _create_session(Path(image_onnx), requested, options, "image graph", failed, **tuning)
+        self._text = _create_session(Path(text_onnx), requested, options, "text graph", failed, **tuning)
         used = self._image.get_providers()[0]
         text_used = self._text.get_providers()[0]
         self.provider = f"onnxruntime:{used}"
@@ -339,7 +349,30 @@ def _provider_options(trt_fp16: bool, trt_cache_dir: Path | None, device_id: int
     }
 
 
-def _create_session(path: Path, requested: list[str], options: dict[str, dict], what: str, failed: list[str]):
+def ort_session_options(intra_op_threads: int = 0, graph_optimization: str = "all"):
+    """onnxruntime.SessionOptions with a thread count (0: ORT's default) and an optimisation level by name."""
+    import onnxruntime
+
+    levels = {
+        "disable": onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if graph_optimization not in levels:
+        raise ValueError(f"graph_optimization must be one of {', '.join(levels)}, got {graph_optimization!r}")
+    threads = int(intra_op_threads)
+    if threads < 0:
+        raise ValueError(f"intra_op_threads must be >= 0 (0: ONNX Runtime's default), got {intra_op_threads}")
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = levels[graph_optimization]
+    if threads:
+        options.intra_op_num_threads = threads
+    return options
+
+
+def _create_session(path: Path, requested: list[str], options: dict[str, dict], what: str, failed: list[str],
+                    intra_op_threads: int = 0, graph_optimization: str = "all"):
     """An InferenceSession on the first requested provider that is available and starts; CPU is the floor.
 
     Providers that are available but fail to start (e.g. missing TensorRT libraries) are appended
@@ -347,6 +380,7 @@ def _create_session(path: Path, requested: list[str], options: dict[str, dict], 
     """
     import onnxruntime
 
+    session_options = ort_session_options(intra_op_threads, graph_optimization)
     if not path.is_file():
         raise ModelFileError(f"{what} {path}: not found; export it with fgclip-export or fix the path")
     available = _available_providers()
@@ -360,7 +394,9 @@ def _create_session(path: Path, requested: list[str], options: dict[str, dict], 
         chain = candidates[start:]
         try:
             return onnxruntime.InferenceSession(
-                str(path), providers=[(name, options.get(name, {})) for name in chain])
+                str(path), sess_options=session_options,
+                providers=[(name, options.get(name, {})) for name in chain],
+                disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
         except Exception as error:  # noqa: BLE001 - an EP whose libraries fail to load; try the next
             if _looks_like_bad_model(error):
                 raise ModelFileError(f"{what} {path}: not a loadable ONNX model ({_brief(error)}); "
@@ -393,12 +429,14 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
 
 
 def build_encoder(manifest, backend: str = "torch", device: str = "cpu", dtype: str = "fp32",
-                  providers: list[str] | None = None) -> Encoder:
+                  providers: list[str] | None = None, intra_op_threads: int = 0,
+                  graph_optimization: str = "all") -> Encoder:
     """The encoder a manifest describes; every file is resolved (local or cached download) first.
 
     backend "torch": open_clip architecture + pretrained tag / weights file / model_config.
     backend "onnx": the manifest's `onnx_image` / `onnx_text` file specs (graphs from fgclip-export,
-    which store `projected` and `logit_scale` as ONNX metadata; absent `projected` means True).
+    which store `projected` and `logit_scale` as ONNX metadata; absent `projected` means True);
+    `intra_op_threads` / `graph_optimization` are OnnxEncoder's session options (unused by torch).
     """
     from fgclip_ros.core.fetch import resolve_file
 
@@ -412,7 +450,8 @@ def build_encoder(manifest, backend: str = "torch", device: str = "cpu", dtype: 
                                               weights=weights, device=device, dtype=dtype,
                                               model_config=model_config)
     elif backend == "onnx":
-        encoder = _build_onnx_encoder(manifest, base_dir, model_config, providers)
+        encoder = _build_onnx_encoder(manifest, base_dir, model_config, providers, intra_op_threads,
+                                      graph_optimization)
     else:
         raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
     if encoder.embed_dim != manifest.embed_dim or encoder.preprocess.size != manifest.input_size:
@@ -423,7 +462,8 @@ def build_encoder(manifest, backend: str = "torch", device: str = "cpu", dtype: 
     return encoder
 
 
-def _build_onnx_encoder(manifest, base_dir: Path, model_config: Path | None, providers) -> OnnxEncoder:
+def _build_onnx_encoder(manifest, base_dir: Path, model_config: Path | None, providers,
+                        intra_op_threads: int = 0, graph_optimization: str = "all") -> OnnxEncoder:
     import open_clip
 
     from fgclip_ros.core.fetch import resolve_file
@@ -449,7 +489,8 @@ def _build_onnx_encoder(manifest, base_dir: Path, model_config: Path | None, pro
     projected = metadata.get("projected", "true").strip().lower() in ("1", "true", "yes")
     return OnnxEncoder(image_onnx, text_onnx, preprocess, open_clip.get_tokenizer(manifest.architecture),
                        providers=providers, projected=projected,
-                       logit_scale=float(metadata.get("logit_scale", DEFAULT_LOGIT_SCALE)))
+                       logit_scale=float(metadata.get("logit_scale", DEFAULT_LOGIT_SCALE)),
+                       intra_op_threads=intra_op_threads, graph_optimization=graph_optimization)
 
 
 def _pretrained_mean_std(architecture: str, pretrained: str | None):

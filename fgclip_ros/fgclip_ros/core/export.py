@@ -254,22 +254,15 @@ def onnx_session(path: Path, providers: list[str] | None = None, threads: int = 
     """
     import onnxruntime as ort
 
-    levels = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }
-    options = ort.SessionOptions()
-    options.graph_optimization_level = levels[level]
+    from fgclip_ros.core.encoders import ORT_DISABLED_OPTIMIZERS, ort_session_options
+
+    options = ort_session_options(threads, level)
     options.log_severity_level = 3  # ORT warns about every fp16 node it cannot constant-fold on the CPU
-    if threads:
-        options.intra_op_num_threads = int(threads)
     return ort.InferenceSession(
         str(path),
         options,
         providers=list(providers or ["CPUExecutionProvider"]),
-        disabled_optimizers=["NchwcTransformer"],
+        disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS),
     )
 
 

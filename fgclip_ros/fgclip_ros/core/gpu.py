@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fgclip_ros.core.crops import BoxCheck, _sample_regions, validate_boxes
-from fgclip_ros.core.matcher import MatchResult
+from fgclip_ros.core.crops import BoxCheck, sample_regions, validate_boxes
+from fgclip_ros.core.matcher import MatchResult, match_scores
 from fgclip_ros.core.reprojection import ReprojectionHeads
 
 LOG = logging.getLogger("fgclip_ros.gpu")
@@ -267,7 +267,7 @@ class GpuFrameEncoder:
             return empty, check
         rois = np.empty((count, 5), np.float32)
         rois[:, 0] = 0.0  # batch index: one frame
-        rois[:, 1:] = _sample_regions(check.boxes, self._size)
+        rois[:, 1:] = sample_regions(check.boxes, self._size)
         rois[:, [2, 4]] -= top
         device_rois = self._upload_rois(rois)
         rows = bottom - top
@@ -325,33 +325,3 @@ class GpuFrameEncoder:
         scores, check = self.score(image_rgb, boxes_xyxy, text_embeddings)
         return match_scores(scores, self.logit_scale, min_score), check
 
-
-def match_scores(scores: np.ndarray, logit_scale: float, min_score: float = 0.0) -> MatchResult:
-    """MatchResult from (N, M) cosine scores, with ``matcher.match``'s rules.
-
-    argmax takes the first of tied queries; margin is best minus runner-up (0 with one query);
-    best_index is -1 below `min_score`. (Kept in step with matcher.match, which starts from embeddings.)
-    """
-    scores = np.asarray(scores, np.float32)
-    n, m = scores.shape
-    if n == 0 or m == 0:
-        return MatchResult.empty(n, m)
-    best = scores.argmax(axis=1)
-    best_score = scores[np.arange(n), best]
-    if m > 1:
-        runner_up = np.partition(scores, m - 2, axis=1)[:, m - 2]
-        margin = (best_score - runner_up).astype(np.float32)
-    else:
-        margin = np.zeros(n, np.float32)
-    logits = float(logit_scale) * scores.astype(np.float64)
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=1, keepdims=True)
-    best_index = np.where(best_score >= min_score, best, -1).astype(np.int64)
-    return MatchResult(
-        scores=scores,
-        best_index=best_index,
-        best_score=best_score.astype(np.float32),
-        margin=margin,
-        probs=probs.astype(np.float32),
-    )

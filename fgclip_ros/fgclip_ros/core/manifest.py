@@ -19,6 +19,7 @@ Schema (unknown keys are errors, so a typo never silently changes the model):
       file: FILE               required unless kind is identity
     onnx_image: FILE           optional, both or neither: graphs for backend "onnx" (from fgclip-export);
     onnx_text: FILE            then pretrained/weights may be omitted
+    export: mapping            optional, free-form provenance written by fgclip-export (kept, not interpreted)
 FILE is a mapping: {path: relative/to/manifest} or {url: https://..., sha256: <64 hex>}
 (a path may also carry sha256, then it is checked).
 """
@@ -38,6 +39,7 @@ REPROJECTION_SIDES = ("both", "visual", "text")
 _TOP_KEYS = {
     "name", "description", "architecture", "model_config", "pretrained", "weights",
     "input_size", "embed_dim", "prompt_template", "reprojection", "onnx_image", "onnx_text",
+    "export",
 }
 _REPROJECTION_KEYS = {"kind", "sides", "file"}
 _FILE_KEYS = {"path", "url", "sha256"}
@@ -61,6 +63,7 @@ class ModelManifest:
     prompt_template: str
     onnx_image: FileSpec | None = None   # exported graphs for backend "onnx" (None: torch only)
     onnx_text: FileSpec | None = None
+    export: dict | None = None           # fgclip-export provenance (source, dtype, opset, checks, versions)
 
     @property
     def base_dir(self) -> Path:
@@ -163,6 +166,9 @@ def parse_manifest(data, source_path: Path) -> ModelManifest:
     if template.count("{}") != 1:
         raise _fail(path, f"prompt_template must contain '{{}}' exactly once, got {template!r}")
     kind, sides, reprojection = _reprojection(path, data.get("reprojection"))
+    export = data.get("export")
+    if export is not None and not isinstance(export, dict):
+        raise _fail(path, f"'export' must be a mapping (fgclip-export provenance), got {export!r}")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise _fail(path, f"'description' must be a string, got {description!r}")
@@ -182,6 +188,7 @@ def parse_manifest(data, source_path: Path) -> ModelManifest:
         prompt_template=template,
         onnx_image=onnx_image,
         onnx_text=onnx_text,
+        export=export,
     )
 
 

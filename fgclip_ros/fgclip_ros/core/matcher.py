@@ -130,17 +130,18 @@ def _as_tensor(x) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
 
 
-def match(image_emb, text_emb, logit_scale: float, min_score: float = 0.0) -> MatchResult:
-    """Score N image embeddings against M text embeddings (both (., D); normalised here again)."""
-    image = _as_tensor(image_emb).to(torch.float32)
-    text = _as_tensor(text_emb).to(torch.float32)
-    n, m = image.shape[0], text.shape[0]
+def match_scores(scores, logit_scale: float, min_score: float = 0.0) -> MatchResult:
+    """MatchResult from (N, M) cosine scores (NumPy or a tensor on any device): the matching rules.
+
+    argmax takes the first of tied queries; margin is best minus runner-up (0 with one query);
+    probs is softmax(logit_scale * scores) over the queries; best_index is -1 below `min_score`.
+    """
+    scores = _as_tensor(scores).to(torch.float32)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be (N, M), got shape {tuple(scores.shape)}")
+    n, m = scores.shape
     if n == 0 or m == 0:
         return MatchResult.empty(n, m)
-    if image.shape[1] != text.shape[1]:
-        raise ValueError(f"image embeddings have dim {image.shape[1]}, text embeddings {text.shape[1]}")
-    text = text.to(image.device)
-    scores = F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T
     probs = torch.softmax(float(logit_scale) * scores, dim=1)
     # argmax picks the first of tied queries (topk's order among ties is unspecified).
     argmax = scores.argmax(dim=1)
@@ -155,3 +156,17 @@ def match(image_emb, text_emb, logit_scale: float, min_score: float = 0.0) -> Ma
         margin=margin.cpu().numpy(),
         probs=probs.cpu().numpy(),
     )
+
+
+def match(image_emb, text_emb, logit_scale: float, min_score: float = 0.0) -> MatchResult:
+    """Score N image embeddings against M text embeddings (both (., D); normalised here again)."""
+    image = _as_tensor(image_emb).to(torch.float32)
+    text = _as_tensor(text_emb).to(torch.float32)
+    n, m = image.shape[0], text.shape[0]
+    if n == 0 or m == 0:
+        return MatchResult.empty(n, m)
+    if image.shape[1] != text.shape[1]:
+        raise ValueError(f"image embeddings have dim {image.shape[1]}, text embeddings {text.shape[1]}")
+    text = text.to(image.device)
+    scores = F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T
+    return match_scores(scores, logit_scale, min_score)

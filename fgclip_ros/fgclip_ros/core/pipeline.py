@@ -1,6 +1,10 @@
 # Copyright 2026 The fgclip_ros authors
 # SPDX-License-Identifier: Apache-2.0
-"""The whole per-frame path: image + boxes -> crops -> image tower -> heads -> scores against the queries."""
+"""The whole per-frame path: image + boxes -> crops -> image tower -> heads -> scores against the queries.
+
+On CUDA with a PyTorch encoder the frames go through ``gpu.GpuFrameEncoder`` (one upload, batched
+crops, CUDA-graph tower, one device-to-host copy); everywhere else through ``crops`` + the encoder.
+"""
 
 import logging
 import time
@@ -12,7 +16,7 @@ import torch
 from fgclip_ros.core.crops import BoxCheck, crop_batch_cpu, crop_batch_torch
 from fgclip_ros.core.fetch import resolve_file
 from fgclip_ros.core.manifest import ModelManifest, load_manifest
-from fgclip_ros.core.matcher import MatchResult, QueryBank, match
+from fgclip_ros.core.matcher import MatchResult, QueryBank, match, match_scores
 from fgclip_ros.core.reprojection import ReprojectionHeads, load_heads
 
 LOG = logging.getLogger("fgclip_ros.pipeline")
@@ -20,7 +24,11 @@ LOG = logging.getLogger("fgclip_ros.pipeline")
 
 @dataclass
 class FrameResult:
-    """One processed frame. ``match`` has one row per *valid* box, in input order (``check.indices``)."""
+    """One processed frame. ``match`` has one row per *valid* box, in input order (``check.indices``).
+
+    ``timings_ms``: "crop", "encode", "match" stages; on the CUDA fast path "crop_encode" (upload,
+    crops, tower, heads, scores and their copy to the host, up to the frame's one sync) and "match".
+    """
 
     check: BoxCheck
     match: MatchResult
@@ -63,11 +71,14 @@ class Pipeline:
     Build from a manifest (``Pipeline.from_manifest``) or from parts (tests, training code):
     ``Pipeline(encoder, heads)``. With an encoder whose graphs already contain the heads
     (``encoder.projected``), ``heads`` must be identity (or None).
+
+    ``gpu_fast_path``: None (default) runs frames through ``gpu.GpuFrameEncoder`` on CUDA with a
+    PyTorch encoder; False never; True always (on the CPU it runs eagerly: tests of the wiring).
     """
 
     def __init__(self, encoder, heads: ReprojectionHeads | None = None, *, name: str = "model",
                  prompt_template: str = "{}", context_scale: float = 1.0, min_score: float = 0.0,
-                 manifest: ModelManifest | None = None):
+                 manifest: ModelManifest | None = None, gpu_fast_path: bool | None = None):
         heads = heads if heads is not None else ReprojectionHeads.identity(encoder.embed_dim)
         if heads.embed_dim != encoder.embed_dim:
             raise ValueError(
@@ -82,6 +93,27 @@ class Pipeline:
         self.min_score = float(min_score)
         self.query_bank = QueryBank(self.encode_queries, template=prompt_template,
                                     embed_dim=encoder.embed_dim)
+        self._fast = self._build_fast_path(gpu_fast_path)
+
+    def _build_fast_path(self, wanted: bool | None):
+        """The GPU fast path (its CUDA graphs are captured here), or None for the crops + encoder path."""
+        from fgclip_ros.core.encoders import TorchEncoder
+
+        torch_encoder = isinstance(self.encoder, TorchEncoder)
+        if wanted is None:
+            wanted = torch_encoder and self.encoder.device.type == "cuda"
+        if not wanted:
+            return None
+        if not torch_encoder:
+            raise ValueError(f"gpu_fast_path needs a PyTorch encoder, got {type(self.encoder).__name__}")
+        from fgclip_ros.core.gpu import GpuFrameEncoder
+
+        return GpuFrameEncoder(self.encoder, self.heads, context_scale=self.context_scale)
+
+    def _fast_encoder(self):
+        # context_scale is a public attribute the node changes at run time; the fast path reads its copy.
+        self._fast.context_scale = self.context_scale
+        return self._fast
 
     @classmethod
     def from_manifest(cls, manifest: ModelManifest | str, backend: str = "torch", device: str = "cpu",
@@ -164,15 +196,31 @@ class Pipeline:
         return embeddings, check
 
     def embed_crops(self, image_rgb: np.ndarray, boxes_xyxy) -> tuple[torch.Tensor, BoxCheck]:
-        """(K, D) projected, L2-normalised embeddings of the K valid boxes, and the box check."""
+        """(K, D) projected, L2-normalised embeddings of the K valid boxes (encoder's device), BoxCheck."""
+        if self._fast is not None:
+            _check_image(image_rgb)
+            return self._fast_encoder().embed(image_rgb, _as_boxes(boxes_xyxy))
         return self._embed(image_rgb, boxes_xyxy, {})
 
     def process(self, image_rgb: np.ndarray, boxes_xyxy, min_score: float | None = None) -> FrameResult:
         """Score every valid box against the current queries; rejected boxes are reported in ``check``."""
+        threshold = self.min_score if min_score is None else float(min_score)
+        if self._fast is not None:
+            return self._process_fast(image_rgb, boxes_xyxy, threshold)
         timings: dict[str, float] = {}
         embeddings, check = self._embed(image_rgb, boxes_xyxy, timings)
         start = time.perf_counter()
-        threshold = self.min_score if min_score is None else float(min_score)
         result = match(embeddings, self.query_bank.embeddings, self.logit_scale, threshold)
         timings["match"] = (time.perf_counter() - start) * 1e3
+        return FrameResult(check=check, match=result, queries=self.queries, timings_ms=timings)
+
+    def _process_fast(self, image_rgb: np.ndarray, boxes_xyxy, threshold: float) -> FrameResult:
+        _check_image(image_rgb)
+        boxes = _as_boxes(boxes_xyxy)
+        text = self.query_bank.embeddings  # encoded on a query change, not timed as part of the frame
+        start = time.perf_counter()
+        scores, check = self._fast_encoder().score(image_rgb, boxes, text)  # ends with the frame's one sync
+        scored = time.perf_counter()
+        result = match_scores(scores, self.logit_scale, threshold)
+        timings = {"crop_encode": (scored - start) * 1e3, "match": (time.perf_counter() - scored) * 1e3}
         return FrameResult(check=check, match=result, queries=self.queries, timings_ms=timings)

@@ -93,6 +93,7 @@ class BaseTrainConfig:
     background_prob: float = 0.3
     prefix_prob: float = 0.2
     full_prob: float = 0.0
+    attribute_true_prob: float = 0.25  # a named attribute is the true value this often, else the next
     image_ssl_weight: float = 0.5  # weight of the two-view image term (0 = plain CLIP)
     image_ssl_temperature: float = 0.1
     eval_every_seconds: float = 60.0  # periodic held-out metrics (and at the end); 0 = only at the end
@@ -267,7 +268,9 @@ def train_base_model(cfg: BaseTrainConfig) -> BaseTrainResult:
     heldout = render_heldout(cfg, size, workers)
     LOG.info("held-out crops: 2 x %d rendered in %.1f s", cfg.eval_images, time.perf_counter() - t0)
 
-    style = data.CaptionStyle(cfg.attribute_prob, cfg.background_prob, cfg.prefix_prob, cfg.full_prob)
+    style = data.CaptionStyle(
+        cfg.attribute_prob, cfg.background_prob, cfg.prefix_prob, cfg.full_prob, cfg.attribute_true_prob
+    )
     captions = data.CaptionBuilder(tokenizer, context_length, device)
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg.seed)

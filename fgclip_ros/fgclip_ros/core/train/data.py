@@ -8,10 +8,13 @@ deterministic from ``(seed, stream, chunk index)``. The training loop keeps a po
 training device, refreshes it with new chunks, samples batches from it and augments them there, so
 a fast GPU is never waiting for 16 CPU cores to draw pictures.
 
-Captions mimic web-caption bias: the category always, each attribute only with a small
-probability, plus nuisance words (a framing prefix, the background colour). They are assembled on
-the device from per-word token tables (the CLIP tokenizer encodes word by word, so concatenating
-word tokens is exactly what it would produce; a test checks this).
+Captions mimic web-caption bias: the category always, each attribute only with a small probability
+and, when named, often named loosely and systematically (the next value in the family's order: a
+teal mug tagged blue, a translucent bottle tagged transparent), plus nuisance words (a framing
+prefix, the background colour). The loose naming is what makes cosine similarity rank attribute hard
+negatives poorly while the image embedding still holds the attribute (the two-view image term keeps
+it there). They are assembled on the device from per-word token tables (the CLIP tokenizer encodes
+word by word, so concatenating word tokens is exactly what it would produce; a test checks this).
 """
 
 from __future__ import annotations
@@ -333,15 +336,24 @@ class CaptionStyle:
     """How training captions are drawn for one crop.
 
     The defaults mimic web captions: the category always, each attribute named independently
-    with ``attribute_prob``, a framing prefix and the background colour sometimes. ``full_prob``
-    is the share of FG-OVD-style full captions (every attribute, no nuisance words); a model
-    trained with ``attribute_prob=1, full_prob=1`` is the "full-caption" reference.
+    with ``attribute_prob``, a framing prefix and the background colour sometimes. A named
+    attribute is the true value with ``attribute_true_prob``, else the next value in the family's
+    (cyclic) order (``loose_value``): one-directional, so the loose names stay informative and a
+    linear re-projection can undo them. ``full_prob`` is the share of FG-OVD-style full,
+    exact captions (every attribute, no nuisance words); a model trained with
+    ``attribute_prob=1, full_prob=1`` is the "full-caption" reference.
     """
 
     attribute_prob: float = 0.1
     background_prob: float = 0.3
     prefix_prob: float = 0.2
     full_prob: float = 0.0
+    attribute_true_prob: float = 1.0
+
+
+def loose_value(values: torch.Tensor, family_size: int) -> torch.Tensor:
+    """The next value in the family's (cyclic) value order."""
+    return (values + 1) % family_size
 
 
 PREFIXES: tuple[str, ...] = ("a photo of", "an image of", "a picture of", "there is")
@@ -411,7 +423,10 @@ class CaptionBuilder:
         for family in ATTRIBUTE_FAMILIES:
             column = LABEL_COLUMNS.index(family)
             named = full | coin(style.attribute_prob)
-            choices[:, self.SLOTS.index(family)] = torch.where(named, labels[:, column], absent)
+            loose = ~full & ~coin(style.attribute_true_prob)
+            said = torch.where(loose, loose_value(labels[:, column], len(FAMILY_VALUES[family])),
+                               labels[:, column])
+            choices[:, self.SLOTS.index(family)] = torch.where(named, said, absent)
         choices[:, self.SLOTS.index("category")] = labels[:, 0]
         background = labels[:, BACKGROUND_COLUMN]
         with_background = coin(style.background_prob) & ~full & (background >= 0)
