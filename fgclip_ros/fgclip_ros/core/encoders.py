@@ -71,8 +71,9 @@ class TorchEncoder:
         self.device = torch.device(device)
         model = model.to(self.device).eval()
         if torch_dtype != torch.float32 and _parameter_dtype(model.visual) != torch_dtype:
-            # open_clip's mixed precision (matmul weights low precision, LayerNorm fp32), like its "fp16".
-            open_clip.convert_weights_to_lp(model, dtype=torch_dtype)
+            # Every parameter, LayerNorm included: a model built in fp32 has open_clip's plain LayerNorm,
+            # which on CUDA refuses fp16 activations with fp32 weights (convert_weights_to_lp leaves those).
+            model.to(dtype=torch_dtype)
         self.model = model
         self.tokenizer = tokenizer
         self.preprocess = preprocess
