@@ -266,8 +266,11 @@ def test_colcon_builds_the_ament_python_package(tmp_path):
     share = prefix / "share" / "fgclip_ros"
     assert (share / "package.xml").read_text() == (REPO / "fgclip_ros" / "package.xml").read_text()
     for folder in ("launch", "config", "models"):
-        source_files = sorted(p.name for p in (REPO / "fgclip_ros" / folder).glob("*") if p.is_file())
-        installed = sorted(p.name for p in (share / folder).glob("*")) if (share / folder).is_dir() else []
+        # Recursive: a model's files live in a sub-folder (models/fgsynth/).
+        source_root = REPO / "fgclip_ros" / folder
+        source_files = sorted(str(p.relative_to(source_root)) for p in source_root.rglob("*") if p.is_file())
+        installed_root = share / folder
+        installed = sorted(str(p.relative_to(installed_root)) for p in installed_root.rglob("*") if p.is_file())
         assert installed == source_files, f"share/fgclip_ros/{folder}"
     assert (prefix / "lib" / "fgclip_ros" / "fgclip-match").is_file()
     site_packages = next(prefix.glob("lib/python3*/site-packages"))

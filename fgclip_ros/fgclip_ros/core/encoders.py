@@ -64,8 +64,6 @@ class TorchEncoder:
     def __init__(self, model: torch.nn.Module, tokenizer: Callable, preprocess: Preprocess,
                  device: str | torch.device = "cpu", dtype: str = "fp32"):
         """Wrap `model` (it is moved to `device` and, for fp16/bf16, converted in place)."""
-        import open_clip
-
         self.dtype = dtype
         torch_dtype = _parse_dtype(dtype)
         self.device = torch.device(device)
