@@ -268,9 +268,10 @@ def test_colcon_builds_the_ament_python_package(tmp_path):
     for folder in ("launch", "config", "models"):
         # Recursive: a model's files live in a sub-folder (models/fgsynth/).
         source_root = REPO / "fgclip_ros" / folder
-        source_files = sorted(str(p.relative_to(source_root)) for p in source_root.rglob("*") if p.is_file())
         installed_root = share / folder
-        installed = sorted(str(p.relative_to(installed_root)) for p in installed_root.rglob("*") if p.is_file())
+        source_files = sorted(str(p.relative_to(source_root)) for p in source_root.rglob("*") if p.is_file())
+        installed = sorted(
+            str(p.relative_to(installed_root)) for p in installed_root.rglob("*") if p.is_file())
         assert installed == source_files, f"share/fgclip_ros/{folder}"
     assert (prefix / "lib" / "fgclip_ros" / "fgclip-match").is_file()
     site_packages = next(prefix.glob("lib/python3*/site-packages"))
