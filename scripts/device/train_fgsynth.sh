@@ -2,13 +2,13 @@
 # Copyright 2026 The fgclip_ros authors
 # SPDX-License-Identifier: Apache-2.0
 #
-# Train the embedded model fgsynth (issue 4) in ONE device session, about 6 minutes in all:
-#   1. fgsynth: biased web-style captions, TRAIN_SECONDS of training (default 225 s) on one GPU,
+# Train the embedded model fgsynth (issue 4) in ONE device session, about 4-5 minutes in all:
+#   1. fgsynth: biased web-style captions, TRAIN_SECONDS of training (default 150 s) on one GPU,
 #      with render workers on all CPU cores but one; held-out metrics every 60 s and at the end
 #      (linear probes per attribute family + cosine hard-negative ranks);
-#   2. fgsynth-fullcap: the same model trained REF_SECONDS (default 40 s) on full captions only,
-#      the reference that shows the biased model's cosine ranking is worse (only its log and
-#      weights are kept);
+#   2. fgsynth-fullcap: the same model trained REF_SECONDS (default 40 s; 0 skips it) on full,
+#      exact captions only: the reference to compare the biased model's cosine ranking with (only
+#      its log and weights are kept);
 #   3. summary.json + a printed table comparing both with the ">= 0.9 per family" target.
 # Everything lands in $OUT (7 files, each < 16 MB): fgsynth.safetensors, fgsynth.json,
 # fgsynth_train_log.json, fgsynth-fullcap.safetensors, fgsynth-fullcap_train_log.json, summary.json,
@@ -23,7 +23,7 @@ set -uo pipefail
 
 PY=${PYTHON:-python3}
 OUT=${OUT:-/tmp/fgsynth_out}
-TRAIN_SECONDS=${TRAIN_SECONDS:-225}
+TRAIN_SECONDS=${TRAIN_SECONDS:-150}
 REF_SECONDS=${REF_SECONDS:-40}
 BATCH=${BATCH:-2048}
 POOL=${POOL:-65536}

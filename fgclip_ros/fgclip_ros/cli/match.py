@@ -188,6 +188,8 @@ def _show_progress_logs() -> None:
         handler._fgclip_match = True
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    # open_clip's root-logger calls give the root a handler; without this each line prints twice.
+    logger.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,8 +98,15 @@ class BagPlayer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def close(self) -> None:
+    def close(self, flush_timeout_s: float = 2.0) -> None:
+        """Destroy the publishers once subscribers acknowledged what was sent (or flush_timeout_s passed).
+
+        Without the wait the last reliable messages are dropped with the publisher.
+        """
+        from rclpy.duration import Duration
+
         for publisher in getattr(self, "publishers", {}).values():
+            publisher.wait_for_all_acked(Duration(seconds=flush_timeout_s))
             self._node.destroy_publisher(publisher)
         self.publishers = {}
         self._reader.close()

@@ -348,7 +348,7 @@ class CaptionStyle:
     background_prob: float = 0.3
     prefix_prob: float = 0.2
     full_prob: float = 0.0
-    attribute_true_prob: float = 1.0
+    attribute_true_prob: float = 0.25
 
 
 def loose_value(values: torch.Tensor, family_size: int) -> torch.Tensor:

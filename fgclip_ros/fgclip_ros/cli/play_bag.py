@@ -1,0 +1,74 @@
+# Copyright 2026 The fgclip_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""fgclip-play-bag: replay a rosbag2 (sqlite3 or mcap) into the ROS graph, for the pip world.
+
+The pip world has no `ros2 bag play`; this publishes the bag's messages at their recorded pace
+(fgclip_ros.ros.bag_player.BagPlayer), e.g. the sample bag into a running fgclip-perception:
+
+  fgclip-make-sample-bag --out /tmp/sample
+  fgclip-play-bag /tmp/sample/fgclip_sample_mcap --wait-for /camera/image_raw
+"""
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fgclip-play-bag", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("bag", help="rosbag2 folder, or a .mcap / .db3 file")
+    parser.add_argument("--topics", nargs="+", help="topics to play (default: all)")
+    parser.add_argument("--rate", type=float, default=1.0, help="x the recorded pace (default: 1)")
+    parser.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO", help="publish FROM on TO")
+    parser.add_argument(
+        "--wait-for", nargs="+", default=[], metavar="TOPIC",
+        help="wait until these bag topics have a subscriber before playing (what is sent earlier is lost)",
+    )
+    parser.add_argument("--wait-timeout", type=float, default=30.0, help="seconds (default: 30)")
+    return parser
+
+
+def _parse_remaps(pairs: list[str]) -> dict[str, str]:
+    remap = {}
+    for pair in pairs:
+        source, sep, target = pair.partition(":=")
+        if not sep or not source or not target:
+            raise ValueError(f"--remap {pair!r}: write FROM:=TO")
+        remap[source] = target
+    return remap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    import rclpy
+
+    from fgclip_ros.core.errors import FgclipError
+    from fgclip_ros.ros.bag_player import BagPlayer
+
+    try:
+        remap = _parse_remaps(args.remap)
+    except ValueError as error:
+        print(f"fgclip-play-bag: {error}", file=sys.stderr)
+        return 2
+    rclpy.init()
+    node = rclpy.create_node("fgclip_bag_player")
+    try:
+        with BagPlayer(node, args.bag, topics=args.topics, rate=args.rate, remap=remap) as player:
+            player.wait_for_subscribers(args.wait_for, timeout_s=args.wait_timeout)
+            stats = player.play()
+        sent = ", ".join(f"{topic} {count}" for topic, count in sorted(stats.published.items()))
+        print(f"played {stats.bag_s:.1f} s of bag in {stats.wall_s:.1f} s: {sent}")
+        return 0
+    except FgclipError as error:
+        print(f"fgclip-play-bag: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
