@@ -177,7 +177,6 @@ def _brief(error: BaseException | str, limit: int = 160) -> str:
 
 # Architectures this process registered from model-config JSON files (name -> config dict).
 _REGISTERED_CONFIGS: dict[str, dict] = {}
-_REGISTRY_DIR: Path | None = None
 
 
 def register_model_config(architecture: str, config_path: str | Path) -> dict:
@@ -188,7 +187,6 @@ def register_model_config(architecture: str, config_path: str | Path) -> dict:
     """
     import open_clip
 
-    global _REGISTRY_DIR
     path = Path(config_path)
     try:
         config = json.loads(path.read_text())
@@ -205,12 +203,12 @@ def register_model_config(architecture: str, config_path: str | Path) -> dict:
             f"model config {path}: architecture name {architecture!r} is a built-in open_clip model; "
             "give the custom config another name")
     if _REGISTERED_CONFIGS.get(architecture) != config:
-        # open_clip registers configs by file stem, so write a copy named after the architecture.
-        if _REGISTRY_DIR is None:
-            _REGISTRY_DIR = Path(tempfile.mkdtemp(prefix="fgclip_ros_open_clip_configs_"))
-        target = _REGISTRY_DIR / f"{architecture}.json"
-        target.write_text(json.dumps(config))
-        open_clip.add_model_config(target)
+        # open_clip registers configs by file stem, so register a copy named after the architecture.
+        # It reads the file at once and keeps the entry when the file is gone: no folder is left behind.
+        with tempfile.TemporaryDirectory(prefix="fgclip_ros_open_clip_config_") as folder:
+            target = Path(folder) / f"{architecture}.json"
+            target.write_text(json.dumps(config))
+            open_clip.add_model_config(target)
         _REGISTERED_CONFIGS[architecture] = config
     return preprocess_overrides
 
