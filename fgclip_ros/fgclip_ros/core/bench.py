@@ -22,6 +22,7 @@ import datetime
 import logging
 import os
 import platform
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -400,6 +401,9 @@ class _Bench:
             intra_op_threads=self.config.ort_threads,
             graph_optimization=self.config.ort_level,
         )
+        if not self.config.onnx_dir:
+            # The sessions hold the graphs in memory; a temporary export is not kept on disk.
+            shutil.rmtree(folder, ignore_errors=True)
         return encoder
 
     def run_cpu(self, heads: ReprojectionHeads) -> None:
