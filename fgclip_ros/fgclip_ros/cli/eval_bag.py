@@ -17,13 +17,11 @@ other user errors print one line on stderr and exit with status 2.
 """
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
+from fgclip_ros.cli._common import run_main
 from fgclip_ros.core.errors import FgclipError
-
-EXIT_USER_ERROR = 2
 
 
 def node_defaults() -> dict:
@@ -243,19 +241,7 @@ def _build_pipeline(args):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    if not args.quiet:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        logging.getLogger("fgclip_ros").setLevel(logging.INFO)
-    try:
-        return run(args)
-    except FgclipError as exc:
-        print(f"fgclip-eval-bag: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    return run_main("fgclip-eval-bag", build_parser(), run, argv, quiet_flag="quiet")
 
 
 if __name__ == "__main__":

@@ -16,14 +16,12 @@ User errors print one line on stderr and exit with status 2.
 
 import argparse
 import json
-import logging
 import sys
 import time
 from pathlib import Path
 
+from fgclip_ros.cli._common import run_main
 from fgclip_ros.core.errors import FgclipError
-
-EXIT_USER_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,19 +140,7 @@ def run(args, out=None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    if not args.quiet:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        logging.getLogger("fgclip_ros").setLevel(logging.INFO)
-    try:
-        return run(args)
-    except FgclipError as exc:
-        print(f"fgclip-eval-fgovd: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    return run_main("fgclip-eval-fgovd", build_parser(), run, argv, quiet_flag="quiet")
 
 
 if __name__ == "__main__":

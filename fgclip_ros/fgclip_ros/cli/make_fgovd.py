@@ -16,9 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from fgclip_ros.cli._common import run_main
 from fgclip_ros.core.errors import FgclipError
-
-EXIT_USER_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,16 +128,7 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
-        return run(args)
-    except FgclipError as exc:
-        print(f"fgclip-make-fgovd: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    return run_main("fgclip-make-fgovd", build_parser(), run, argv)
 
 
 if __name__ == "__main__":
