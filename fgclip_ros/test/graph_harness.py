@@ -37,14 +37,10 @@ def graph_domain_id() -> int:
 
 
 def isolated_env(domain_id: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(domain_id)
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    for name in ("ROS_LOCALHOST_ONLY", "ROS_STATIC_PEERS"):
-        env.pop(name, None)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["RCUTILS_COLORIZED_OUTPUT"] = "0"
-    return env
+    """The same private-graph environment the demo gives its processes."""
+    from fgclip_ros.core.demo import isolated_env as demo_isolated_env
+
+    return demo_isolated_env(domain_id)
 
 
 def wait_until(predicate, timeout_s: float, interval_s: float = 0.05, what: str = "condition"):
