@@ -32,6 +32,7 @@ from fgclip_ros.core.bags.ground_truth import FrameTruth, ObjectTruth
 from fgclip_ros.core.bags.messages import LabelledDetection
 from fgclip_ros.core.evaluate import bag_metrics
 from fgclip_ros.core.evaluate.bag_metrics import DetectionRecord, QueryJudge
+from fgclip_ros.core.evaluate.bag_report import json_default
 from fgclip_ros.core.evaluate.ranks import positive_rank
 
 # Domain ids 1..101: 0 is everybody's default, and ids above 101 collide with ephemeral ports on Linux.
@@ -498,16 +499,6 @@ def markdown_summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 def write_report_files(out_dir: Path, report: dict, records: list[DetectionRecord]) -> dict[str, Path]:
     """report.json (everything), summary.md (its tables), detections.jsonl (one detection a line)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -516,11 +507,11 @@ def write_report_files(out_dir: Path, report: dict, records: list[DetectionRecor
         "summary": out_dir / "summary.md",
         "detections": out_dir / "detections.jsonl",
     }
-    files["report"].write_text(json.dumps(report, indent=2, allow_nan=False, default=_json_default) + "\n")
+    files["report"].write_text(json.dumps(report, indent=2, allow_nan=False, default=json_default) + "\n")
     files["summary"].write_text(markdown_summary(report))
     with files["detections"].open("w") as stream:
         for record in records:
-            stream.write(json.dumps(record.to_dict(), default=_json_default) + "\n")
+            stream.write(json.dumps(record.to_dict(), default=json_default) + "\n")
     return files
 
 

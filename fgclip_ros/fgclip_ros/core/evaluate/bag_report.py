@@ -253,10 +253,10 @@ def write_report(evaluation, out_dir: str | Path) -> dict[str, Path]:
         "summary": out / "summary.md",
         "latency": out / "latency.png",
     }
-    files["report"].write_text(json.dumps(report, indent=2, allow_nan=False, default=_json_default) + "\n")
+    files["report"].write_text(json.dumps(report, indent=2, allow_nan=False, default=json_default) + "\n")
     with files["detections"].open("w") as stream:
         for record in evaluation.records:
-            stream.write(json.dumps(record.to_dict(), default=_json_default) + "\n")
+            stream.write(json.dumps(record.to_dict(), default=json_default) + "\n")
     plot_latency(evaluation.process_ms, files["latency"])
     ranking = report.get("ranking")
     if ranking:
@@ -270,7 +270,8 @@ def write_report(evaluation, out_dir: str | Path) -> dict[str, Path]:
     return files
 
 
-def _json_default(value):
+def json_default(value):
+    """`json.dumps(default=...)` for NumPy scalars/arrays and paths in reports."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
