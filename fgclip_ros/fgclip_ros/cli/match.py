@@ -16,9 +16,8 @@ import sys
 
 import numpy as np
 
+from fgclip_ros.cli._common import run_main
 from fgclip_ros.core.errors import FgclipError
-
-EXIT_USER_ERROR = 2
 
 
 def _box(text: str) -> tuple[float, float, float, float]:
@@ -192,19 +191,14 @@ def _show_progress_logs() -> None:
     logger.propagate = False
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse already printed usage / help
-        return int(exc.code or 0)
+def _run_with_logs(args) -> int:
     if not args.quiet:
         _show_progress_logs()
-    try:
-        return run(args)
-    except FgclipError as exc:
-        print(f"fgclip-match: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    return run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main("fgclip-match", build_parser(), _run_with_logs, argv)
 
 
 if __name__ == "__main__":
