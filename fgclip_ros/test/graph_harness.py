@@ -7,6 +7,8 @@ The model is tiny and its answer known: two colour queries made separable by cra
 Isolation: every process gets ROS_DOMAIN_ID = 1 + pid % 101 of the test process and
 ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, so parallel or repeated runs never see each other.
 Every wait has a timeout; the node subprocess is always stopped (SIGINT, then SIGKILL).
+Environment, waits, node subprocess and client node are the demo's own (fgclip_ros.ros.demo_graph),
+so these tests run the demo's graph plumbing too.
 """
 
 from __future__ import annotations
@@ -14,14 +16,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import yaml
+
+from fgclip_ros.core.demo import isolated_env  # noqa: F401 - re-exported for the graph tests
+from fgclip_ros.ros.demo_graph import DemoClient, NodeRunner, wait_until
 
 REPO_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # fgclip_ros/ (the ament package)
 NODE = "/fgclip_perception"
@@ -34,25 +35,6 @@ def graph_domain_id() -> int:
     domain = 1 + os.getpid() % 101
     assert 1 <= domain <= 101, domain  # 0 is everybody's default; > 101 collides with ephemeral ports
     return domain
-
-
-def isolated_env(domain_id: int) -> dict[str, str]:
-    """The same private-graph environment the demo gives its processes."""
-    from fgclip_ros.core.demo import isolated_env as demo_isolated_env
-
-    return demo_isolated_env(domain_id)
-
-
-def wait_until(predicate, timeout_s: float, interval_s: float = 0.05, what: str = "condition"):
-    """Poll ``predicate`` until it returns a truthy value; raise TimeoutError naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 # ----------------------------------------------------------------------------- known-answer model
@@ -138,76 +120,26 @@ def write_params(path: Path, manifest: Path, **overrides) -> Path:
 
 
 # ----------------------------------------------------------------------------- the node process
-class NodeProcess:
-    """``python -m fgclip_ros.cli.perception`` in the isolated graph, output captured to a log file."""
+class NodeProcess(NodeRunner):
+    """The demo's node subprocess, run from the package folder so an uninstalled checkout imports too."""
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "fgclip_ros.cli.perception", *args],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=str(REPO_PACKAGE_DIR),
-        )
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
+        super().__init__(args, env, log_path, cwd=REPO_PACKAGE_DIR)
 
     def log(self, tail: int = 4000) -> str:
-        text = self.log_path.read_text(errors="replace")  # the child writes the file directly
-        return text[-tail:]
+        return self.log_text()[-tail:]
 
     def stop(self, sig=signal.SIGINT, timeout_s: float = 20.0) -> int:
         """Signal the process, wait, SIGKILL if needed; returns the exit code."""
-        try:
-            if self.alive():
-                self.process.send_signal(sig)
-                try:
-                    self.process.wait(timeout=timeout_s)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(timeout=10)
-            return self.process.returncode
-        finally:
-            self._log.close()
+        return super().stop(timeout_s, sig=sig)
 
 
 # ----------------------------------------------------------------------------- the test-side client
-class GraphClient:
-    """A node of the test process in its own rclpy context, spun by a background thread."""
+class GraphClient(DemoClient):
+    """The demo's client node with the tests' defaults (node name, `NODE`) and helpers."""
 
     def __init__(self, domain_id: int, node_name: str = "fgclip_graph_test"):
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node(node_name, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._lock = threading.Lock()
-        self.received: dict[str, list] = {}
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            while self.context.ok():
-                self.executor.spin_once(timeout_sec=0.1)
-        except (ExternalShutdownException, Exception):  # noqa: BLE001 - the context went away at teardown
-            pass
-
-    def close(self) -> None:
-        import rclpy
-
-        rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=10)
-        self.executor.shutdown(timeout_sec=5)
-        self.node.destroy_node()
+        super().__init__(domain_id, node_name)
 
     # -------------------------------------------------------------- topics
     def publisher(self, msg_type, topic: str, depth: int = 10):
@@ -218,19 +150,7 @@ class GraphClient:
         )
 
     def subscribe(self, msg_type, topic: str, key: str | None = None, depth: int = 50):
-        key = key or topic
-        with self._lock:
-            self.received.setdefault(key, [])
-
-        def store(msg):
-            with self._lock:
-                self.received[key].append(msg)
-
-        return self.node.create_subscription(msg_type, topic, store, depth)
-
-    def messages(self, key: str) -> list:
-        with self._lock:
-            return list(self.received.get(key, []))
+        return self.record(msg_type, topic, key or topic, depth=depth)
 
     def clear(self, key: str) -> None:
         with self._lock:
@@ -254,24 +174,8 @@ class GraphClient:
         )
 
     # -------------------------------------------------------------- services
-    def call(self, srv_type, name: str, request, timeout_s: float = 30.0):
-        client = self.node.create_client(srv_type, name)
-        try:
-            wait_until(client.service_is_ready, timeout_s, what=f"service {name}")
-            done = threading.Event()
-            future = client.call_async(request)
-            future.add_done_callback(lambda _: done.set())
-            if not done.wait(timeout_s):
-                future.cancel()
-                raise TimeoutError(f"no answer from {name} within {timeout_s:g} s")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
-
     def lifecycle_state(self, node: str = NODE, timeout_s: float = 10.0) -> str:
-        from lifecycle_msgs.srv import GetState
-
-        return self.call(GetState, f"{node}/get_state", GetState.Request(), timeout_s).current_state.label
+        return super().lifecycle_state(node, timeout_s)
 
     def change_state(self, transition_id: int, node: str = NODE, timeout_s: float = 120.0) -> bool:
         from lifecycle_msgs.srv import ChangeState
@@ -293,13 +197,7 @@ class GraphClient:
         return self.call(SetParameters, f"{node}/set_parameters", request, timeout_s).results[0]
 
     def get_parameter(self, name: str, node: str = NODE, timeout_s: float = 30.0):
-        from rcl_interfaces.srv import GetParameters
-        from rclpy.parameter import parameter_value_to_python
-
-        response = self.call(
-            GetParameters, f"{node}/get_parameters", GetParameters.Request(names=[name]), timeout_s
-        )
-        return parameter_value_to_python(response.values[0])
+        return super().get_parameter(node, name, timeout_s)
 
 
 # ----------------------------------------------------------------------------- messages

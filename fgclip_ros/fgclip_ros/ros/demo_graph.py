@@ -8,6 +8,8 @@
   and calling services with bounded waits.
 - `private_graph_env`: this process's environment switched to a private graph
   (`core.demo.isolated_env`: own ROS_DOMAIN_ID, localhost-only discovery) and restored after.
+
+The graph tests (test/graph_harness.py) build on these, so they exercise the demo's own plumbing.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ os.execv(sys.executable, [sys.executable, "-m", "fgclip_ros.cli.perception", *sy
 class NodeRunner:
     """The pip-world bringup (`fgclip-perception`) as a subprocess, output in a log file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None):
         self.args = args
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -53,6 +55,7 @@ class NodeRunner:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            cwd=cwd,
         )
 
     @property
@@ -77,11 +80,11 @@ class NodeRunner:
         tail = [line for line in text.strip().splitlines() if line.strip()][-3:]
         return " | ".join(tail) if tail else "no output"
 
-    def stop(self, timeout_s: float = 20.0) -> int | None:
-        """SIGINT (the bringup then releases the model and exits 0), SIGKILL after `timeout_s`."""
+    def stop(self, timeout_s: float = 20.0, sig: int = signal.SIGINT) -> int | None:
+        """`sig` (SIGINT: the bringup then releases the model and exits 0), SIGKILL after `timeout_s`."""
         try:
             if self.alive():
-                self.process.send_signal(signal.SIGINT)
+                self.process.send_signal(sig)
                 try:
                     self.process.wait(timeout=timeout_s)
                 except subprocess.TimeoutExpired:
@@ -100,7 +103,7 @@ class NodeRunner:
 class DemoClient:
     """The demo's rclpy node in its own context on the private domain, spun by a background thread."""
 
-    def __init__(self, domain_id: int):
+    def __init__(self, domain_id: int, node_name: str = "fgclip_demo"):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
@@ -108,7 +111,7 @@ class DemoClient:
         self.context = rclpy.Context()
         # No rclpy signal handlers: Ctrl-C stays a KeyboardInterrupt, so the demo's cleanup runs.
         rclpy.init(context=self.context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
-        self.node = rclpy.create_node("fgclip_demo", context=self.context)
+        self.node = rclpy.create_node(node_name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._lock = threading.Lock()

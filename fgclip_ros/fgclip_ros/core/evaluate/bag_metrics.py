@@ -83,6 +83,8 @@ class QueryJudge:
 class DetectionRecord:
     """One input detection: its label, its ground truth (if matched) and, with attributes, its ranks."""
 
+    # The fields are the JSONL schema of the reports, so they are declared here rather than inherited
+    # from LabelledDetection: a field added there must not change the reports, and `scores` stays out.
     frame: int
     stamp_ns: int
     id: str
