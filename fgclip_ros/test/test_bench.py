@@ -34,6 +34,7 @@ def test_tiny_cpu_run_writes_every_measurement(tmp_path, capsys):
         "--backend", "torch", "onnx", "--boxes", "1", "3", "--bulk", "5", "--queries", "4", "--threads", "1",
         "--budget-s", "0", "--min-iters", "1", "--max-iters", "1", "--onnx-dir", str(tmp_path / "onnx"),
         "--json", str(out), "--png", str(png), "--no-progress", "--quiet",
+        "--profile", str(tmp_path / "prof"),
     ])  # fmt: skip
     assert status == 0
     result = json.loads(out.read_text())
@@ -54,9 +55,37 @@ def test_tiny_cpu_run_writes_every_measurement(tmp_path, capsys):
     assert all(row["median_ms"] > 0 and row["crops_per_s"] > 0 for row in result["rows"])
     assert png.stat().st_size > 0
     assert "median ms" in capsys.readouterr().out
+    # --profile: one op table per box count and backend, naming the ops that ran.
+    profile = (tmp_path / "prof" / "profile.txt").read_text()
+    assert profile.count("== N1 ") == profile.count("== N3 ") == 2
+    assert "aten::" in profile
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
 def test_cuda_without_cuda_is_a_user_error(capsys):
     assert main(["--arch", "ViT-B-16", "--random-weights", "--device", "cuda", "--quiet"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_the_gpu_section_runs_eagerly_with_timelines_and_profiles(tmp_path):
+    # The device runs this section; CI has no GPU, so its code runs here on the CPU (no graphs, no
+    # pinned memory) to catch what would otherwise only break in a device session.
+    from fgclip_ros.core.bench import BenchConfig, _Bench
+
+    model_config = tmp_path / f"{TINY_ARCHITECTURE}.json"
+    model_config.write_text(json.dumps(TINY_CLIP_CONFIG))
+    config = BenchConfig(
+        arch=TINY_ARCHITECTURE, model_config=model_config, random_weights=True, device="cpu",
+        boxes=(1, 16), bulk=(20,), queries=4, modes=("encoder", "pipeline", "bulk"), budget_s=0,
+        min_iters=1, max_iters=1, warmup_iters=0, profile_dir=tmp_path / "prof", timeline_frames=3,
+        progress=False,
+    )  # fmt: skip
+    bench = _Bench(config)
+    bench.run_cuda(bench.models.heads)
+    sections = {(row.section, row.boxes) for row in bench.rows}
+    assert {("encoder", 1), ("pipeline", 16), ("stage", 16), ("bulk", 20)} <= sections
+    assert set(bench.timelines) == {"N=1", "N=16"}
+    marks = bench.timelines["N=16"]
+    assert list(marks)[-1] == "host result ready" and all(value >= 0 for value in marks.values())
+    assert "== N16:" in (tmp_path / "prof" / "profile.txt").read_text()
+    assert json.loads((tmp_path / "prof" / "trace_N16.json").read_text())["traceEvents"]

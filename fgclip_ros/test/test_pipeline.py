@@ -208,7 +208,7 @@ def test_fast_path_wiring_gives_the_crop_path_answers(tiny_encoder, colour_heads
         assert a.check.valid.tolist() == b.check.valid.tolist() == [True, True, True, False]
         np.testing.assert_allclose(b.check.boxes, a.check.boxes)
         np.testing.assert_allclose(a.match.scores, b.match.scores, atol=0.05)
-        assert b.match.best_index[:2].tolist() == [2, 0] and set(b.timings_ms) == {"crop_encode", "match"}
+        assert b.match.best_index[:2].tolist() == [2, 0] and set(b.timings_ms) == {"crop_encode_match"}
         (ea, _), (eb, _) = slow.embed_crops(_colour_strip(), boxes), fast.embed_crops(_colour_strip(), boxes)
         assert (ea * eb).sum(1).min() > 0.99
     assert fast.process(_colour_strip(), np.zeros((0, 4))).match.scores.shape == (0, len(COLOURS))
@@ -229,7 +229,7 @@ def test_cuda_pipeline_agrees_with_cpu(tiny_encoder, tiny_encoder_factory, colou
     # Crops differ slightly (Pillow bicubic vs roi_align bilinear); scores must stay close.
     np.testing.assert_allclose(a.match.scores, b.match.scores, atol=0.05)
     assert a.match.best_index[:2].tolist() == b.match.best_index[:2].tolist() == [2, 0]
-    assert gpu._fast is not None and "crop_encode" in b.timings_ms  # the CUDA-graph fast path ran
+    assert gpu._fast is not None and "crop_encode_match" in b.timings_ms  # the CUDA-graph fast path ran
     embeddings, check = gpu.embed_crops(_colour_strip(), boxes)
     assert embeddings.device.type == "cuda" and embeddings.shape == (3, gpu.encoder.embed_dim)
     # The node changes context_scale at run time; the fast path must follow it.
@@ -238,3 +238,16 @@ def test_cuda_pipeline_agrees_with_cpu(tiny_encoder, tiny_encoder_factory, colou
     a, b = cpu.process(_colour_strip(), boxes), gpu.process(_colour_strip(), boxes)
     np.testing.assert_allclose(b.check.boxes, a.check.boxes)
     np.testing.assert_allclose(a.match.scores, b.match.scores, atol=0.05)
+
+
+def test_warmup_leaves_the_gpu_path_to_prepare_on_the_first_real_frame(tiny_encoder, colour_heads):
+    # The node warms up at configure; on the fast path that must not prepare (capture) for a
+    # made-up image size, or the camera's first frame would prepare everything again.
+    fast = Pipeline(tiny_encoder, copy.deepcopy(colour_heads), prompt_template=TEMPLATE, gpu_fast_path=True)
+    slow = Pipeline(tiny_encoder, copy.deepcopy(colour_heads), prompt_template=TEMPLATE)
+    fast.warmup()
+    slow.warmup()
+    assert fast._fast.frame_hw is None
+    fast.set_queries(list(COLOURS))
+    fast.process(_colour_strip(), np.array([[2, 4, 30, 28]]))
+    assert fast._fast.frame_hw == _colour_strip().shape[:2]

@@ -6,9 +6,11 @@
 #   1. the CUDA tests (test_crops.py, test_gpu_path.py, test_pipeline.py, test_perception_core.py: CUDA ones
 #      run, CPU ones too; a test stuck for 90 s dumps every thread's stack, the whole run is killed at 240 s);
 #   2. fgclip-bench on ViT-B/16 with random weights: fp16, 64 queries, N = 1, 4, 16, 64 boxes,
-#      bulk 128 / 512; then N = 16 again (repeatability) and a bf16 run (N = 16, bulk 512).
-# Results land in $OUT (env.txt, pytest.log, bench.log, bench_fp16.json/.png, bench_repeat.json,
-# bench_bf16.json); the fp16 table is printed last.
+#      bulk 128 / 512, with each N's frame timeline (host and GPU marks) and torch.profiler op tables
+#      (a Chrome trace for N = 16); then N = 16 again (repeatability) and a bf16 run (N = 16, bulk 512).
+# Results land in $OUT, 8 files at most (what the device tool brings back): env.txt, pytest.log,
+# bench.log (log lines, and the tables of the extra runs), bench_fp16.txt/.json/.png, profile.txt,
+# trace_N16.json; the fp16 table and its timelines are printed last.
 #
 # Run from the repository root with the open_clip wheels in .whl/ (carry [".whl"]):
 #   bash scripts/device/gpu_checks.sh
@@ -55,25 +57,23 @@ bench() { local limit=$1; shift; FGCLIP_ROS_OFFLINE=1 timeout -k 10 "$limit" $PY
 if [ "$HAS_CUDA" = "1" ]; then
     MODEL=(--arch ViT-B-16 --random-weights --device cuda --queries 64 --budget-s 1.0 --min-iters 5)
     echo "== fgclip-bench ViT-B-16 fp16 (the issue's targets)"
-    bench 120 "${MODEL[@]}" --dtype fp16 --boxes 1 4 16 64 --bulk 128 512 \
+    bench 150 "${MODEL[@]}" --dtype fp16 --boxes 1 4 16 64 --bulk 128 512 --profile "$OUT" \
         --json "$OUT/bench_fp16.json" --png "$OUT/bench_fp16.png" >"$OUT/bench_fp16.txt" 2>>"$OUT/bench.log" || status=1
     if [ "${EXTRA_RUNS:-1}" = "1" ]; then
         echo "== repeat N=16 (spread between two runs of the same code)"
-        bench 45 "${MODEL[@]}" --dtype fp16 --boxes 16 --no-bulk --json "$OUT/bench_repeat.json" >>"$OUT/bench.log" 2>&1 \
-            || status=1
+        bench 45 "${MODEL[@]}" --dtype fp16 --boxes 16 --no-bulk >>"$OUT/bench.log" 2>&1 || status=1
         echo "== bf16 (N=16, bulk 512)"
-        bench 45 "${MODEL[@]}" --dtype bf16 --boxes 16 --bulk 512 --no-naive --json "$OUT/bench_bf16.json" \
-            >>"$OUT/bench.log" 2>&1 || status=1
+        bench 45 "${MODEL[@]}" --dtype bf16 --boxes 16 --bulk 512 --no-naive >>"$OUT/bench.log" 2>&1 || status=1
     fi
 else
     echo "== no CUDA: small CPU benchmark run (checks the script, not the numbers)"
     bench 120 --arch fgsynth --model-config fgclip_ros/models/fgsynth/fgsynth.json --random-weights --device cpu --threads 1 \
-        --boxes 1 4 --bulk 32 --queries 8 --budget-s 0.2 --min-iters 2 --max-iters 20 \
+        --boxes 1 4 --bulk 32 --queries 8 --budget-s 0.2 --min-iters 2 --max-iters 20 --profile "$OUT" \
         --json "$OUT/bench_fp16.json" --png "$OUT/bench_fp16.png" >"$OUT/bench_fp16.txt" 2>>"$OUT/bench.log" || status=1
 fi
 
 echo "== results (all in $OUT)"
-grep -h -E "^(naive|encoder|pipeline|stage|bulk|text|N=|bulk=)" "$OUT/bench.log" || true
+grep -h -E "^(naive|encoder|pipeline|stage|bulk|text|N=|bulk=|timeline)" "$OUT/bench.log" || true
 echo "-- the main run:"
 cat "$OUT/bench_fp16.txt"
 echo "gpu_checks: exit status $status"

@@ -77,6 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("disable", "basic", "extended", "all"),
         help="ONNX Runtime graph optimisation level (default: %(default)s)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also run torch.profiler over the pipeline: op tables in DIR/profile.txt, a trace for N=16",
+    )
+    parser.add_argument(
+        "--timeline-frames",
+        type=int,
+        default=50,
+        help="CUDA: frames whose host/GPU marks make each N's timeline (default: %(default)s)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--png", type=Path, default=None, help="plot ms/frame per box count here")
     parser.add_argument("--seed", type=int, default=0)
@@ -119,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         ort_threads=args.ort_threads,
         ort_level=args.ort_level,
         progress=False if args.no_progress else None,
+        profile_dir=args.profile,
+        timeline_frames=args.timeline_frames,
     )
     try:
         result = run_bench(config)

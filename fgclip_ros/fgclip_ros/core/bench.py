@@ -39,6 +39,7 @@ from fgclip_ros.core.reprojection import Head, ReprojectionHeads
 LOG = logging.getLogger("fgclip_ros.bench")
 
 FRAME_W, FRAME_H = 1280, 720
+_TRACE_BOXES = 16  # the issue's target frame: the one N whose profiler trace is kept
 _COLORS = ("red", "blue", "green", "yellow", "black", "white", "brown", "orange")
 _MATERIALS = ("ceramic", "glass", "metal", "wooden", "plastic", "fabric", "paper", "leather")
 _CATEGORIES = ("mug", "bottle", "bowl", "box", "ball", "can", "cup", "vase")
@@ -67,6 +68,8 @@ class BenchConfig:
     ort_threads: int = 0  # 0: `threads`, else ONNX Runtime's default (one per physical core)
     ort_level: str = "all"
     progress: bool | None = None
+    profile_dir: Path | None = None  # torch.profiler tables (and one trace) of the pipeline go here
+    timeline_frames: int = 50  # CUDA: frames whose host/GPU marks give each N's timeline
 
 
 @dataclass
@@ -86,9 +89,16 @@ class BenchResult:
     meta: dict
     rows: list[Row] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    # CUDA: per N, median ms since the frame began at which the host / the GPU passed each point.
+    timelines: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"meta": self.meta, "rows": [asdict(r) for r in self.rows], "summary": self.summary}
+        return {
+            "meta": self.meta,
+            "rows": [asdict(r) for r in self.rows],
+            "summary": self.summary,
+            "timelines": self.timelines,
+        }
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -167,6 +177,38 @@ class Timer:
         ]
 
 
+def profile_frames(fn: Callable[[], object], device: torch.device, label: str, out_dir: Path,
+                   frames: int = 20, trace: bool = False) -> Path:
+    """torch.profiler over `frames` calls of fn (each synchronised); appends the op table to profile.txt.
+
+    The table is sorted by self time on the device (CUDA) or on the CPU; with `trace`, a Chrome
+    trace of the same frames is written as trace_<label>.json (open it in chrome://tracing or Perfetto).
+    """
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    for _ in range(3):
+        fn()
+    if cuda:
+        torch.cuda.synchronize(device)
+    with profile(activities=activities) as prof:
+        for _ in range(frames):
+            with record_function("frame"):
+                fn()
+                if cuda:
+                    torch.cuda.synchronize(device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sort_by = "self_device_time_total" if cuda else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort_by, row_limit=30, max_name_column_width=60)
+    path = out_dir / "profile.txt"
+    with path.open("a") as stream:
+        stream.write(f"== {label}: {frames} frames, sorted by {sort_by}\n{table}\n")
+    if trace:
+        prof.export_chrome_trace(str(out_dir / f"trace_{label}.json"))
+    return path
+
+
 # ---------------------------------------------------------------------------------------------- models
 @dataclass
 class _Models:
@@ -239,6 +281,7 @@ class _Bench:
             self.models.prompt_template.replace("{}", q, 1) for q in synthetic_queries(config.queries)
         ]
         self.rows: list[Row] = []
+        self.timelines: dict[str, dict[str, float]] = {}
         self._progress = None
 
     def add(self, section: str, variant: str, boxes: int, timing: tuple[float, float, int]) -> Row:
@@ -320,8 +363,10 @@ class _Bench:
         encoder = self.torch_encoder(config.dtype)
         heads = copy.deepcopy(heads).to(self.device)
         start = time.perf_counter()
-        fast = GpuFrameEncoder(encoder, heads, cuda_graphs=True)
+        height, width = self.frame.shape[:2]
+        fast = GpuFrameEncoder(encoder, heads, cuda_graphs=True, frame_size=(width, height))
         LOG.info("CUDA graph warm-up (%d buckets): %.2f s", len(fast.buckets), time.perf_counter() - start)
+        tower = _TowerGraphs(fast) if fast.cuda_graphs else None
         text = self.text_embeddings(encoder, heads)
         self.add(
             "text",
@@ -335,6 +380,7 @@ class _Bench:
             boxes = synthetic_boxes(count, seed=config.seed)
             raw_crops, _ = fast.crop(self.frame, boxes)
             section = "bulk" if count not in config.boxes else None
+            graphed = tower is not None and tower.bucket_for(count) is not None
             if "encoder" in config.modes or section:
                 with torch.no_grad():
                     self.add(
@@ -343,20 +389,23 @@ class _Bench:
                         count,
                         self.timer.measure(lambda raw=raw_crops: fast.run_tower(raw)),
                     )
-                    if fast.bucket_for(count) is not None:
+                    if graphed:
                         self.add(
                             section or "encoder",
                             f"{tag} cuda-graph",
                             count,
-                            self.timer.measure(lambda raw=raw_crops: fast.encode_crops(raw)),
+                            self.timer.measure(lambda raw=raw_crops: tower(raw)),
                         )
             if "pipeline" in config.modes or section:
-                self.add(
-                    section or "pipeline",
-                    f"GpuFrameEncoder {tag}",
-                    count,
-                    self.timer.measure(lambda b=boxes: fast.process(self.frame, b, text)),
-                )
+                fns = [lambda b=boxes: fast.process(self.frame, b, text)]
+                labels = [(section or "pipeline", f"GpuFrameEncoder {tag}")]
+                if graphed and not section:
+                    # The previous design, crops cut eagerly and then the tower graph, in the same
+                    # rotation: what moving the crops into the graph changed, on the same machine.
+                    fns.append(lambda b=boxes: _two_step(fast, tower, self.frame, b, text))
+                    labels.append(("pipeline", f"two-step: crop, then tower graph, {tag}"))
+                for (where, label), timing in zip(labels, self.timer.measure_interleaved(fns), strict=True):
+                    self.add(where, label, count, timing)
             if "pipeline" in config.modes and not section:
                 # Where the pipeline's time beyond the tower goes: box checks, upload, roi_align.
                 self.add(
@@ -365,6 +414,29 @@ class _Bench:
                     count,
                     self.timer.measure(lambda b=boxes: fast.crop(self.frame, b)),
                 )
+                self.timelines[f"N={count}"] = self.timeline(fast, boxes, text)
+                if config.profile_dir:
+                    profile_frames(
+                        lambda b=boxes: fast.process(self.frame, b, text),
+                        self.device,
+                        f"N{count}",
+                        Path(config.profile_dir),
+                        trace=count == _TRACE_BOXES,
+                    )
+
+    def timeline(self, fast, boxes: np.ndarray, text: torch.Tensor) -> dict[str, float]:
+        """Median host and GPU marks of the pipeline over `timeline_frames` frames (see core.timeline)."""
+        from fgclip_ros.core.timeline import FrameTimeline
+
+        fast.timeline = FrameTimeline(self.device)
+        try:
+            for _ in range(self.config.timeline_frames):
+                fast.process(self.frame, boxes, text)
+        finally:
+            recorded, fast.timeline = fast.timeline, None
+        medians = recorded.medians()
+        LOG.info("timeline N=%d: %s", len(boxes), ", ".join(f"{k} {v:.3f}" for k, v in medians.items()))
+        return {name: round(value, 4) for name, value in medians.items()}
 
     # -- CPU: (b) encoder torch / onnxruntime, (c) pipeline, bulk
     def onnx_encoder(self, heads: ReprojectionHeads):
@@ -452,6 +524,16 @@ class _Bench:
                     labels.append(("naive", self.naive_label()))
                 for (where, label), timing in zip(labels, self.timer.measure_interleaved(fns), strict=True):
                     self.add(where, label, count, timing)
+                if config.profile_dir and not section:
+                    for (label, _, _), pipeline in zip(encoders, pipelines, strict=True):
+                        profile_frames(
+                            lambda pl=pipeline: pl.process(self.frame, boxes),
+                            self.device,
+                            f"N{count} {label}",
+                            Path(config.profile_dir),
+                            frames=3,
+                            trace=count == _TRACE_BOXES,
+                        )
 
     def run(self) -> BenchResult:
         from tqdm import tqdm
@@ -468,7 +550,9 @@ class _Bench:
                 self.run_cuda(heads)
             else:
                 self.run_cpu(heads)
-        return BenchResult(meta=self.meta(), rows=self.rows, summary=summarise(self.rows, config))
+        return BenchResult(
+            meta=self.meta(), rows=self.rows, summary=summarise(self.rows, config), timelines=self.timelines
+        )
 
     def _count_rows(self) -> int:
         config = self.config
@@ -478,7 +562,8 @@ class _Bench:
             return (
                 (boxes if "naive" in config.modes else 0)
                 + 1
-                + boxes * (per_size + ("encoder" in config.modes) + ("pipeline" in config.modes))
+                # encoder: eager + graph; pipeline: fast + two-step + stage
+                + boxes * (per_size + ("encoder" in config.modes) + 2 * ("pipeline" in config.modes))
                 + bulk * 2
             )
         return (boxes if "naive" in config.modes else 0) + len(config.backends) * (
@@ -508,6 +593,36 @@ class _Bench:
         return meta
 
 
+class _TowerGraphs:
+    """The image tower + head alone as bucketed CUDA graphs: the targets' "encoder alone with CUDA graph"."""
+
+    def __init__(self, fast):
+        from fgclip_ros.core.cuda_graphs import BucketGraphs
+
+        size = fast.preprocess.size
+        self._input = torch.zeros((fast.buckets[-1], 3, size, size), dtype=torch.float32, device=fast.device)
+        inputs = lambda bucket: (self._input[:bucket],)  # noqa: E731 - one static buffer, sliced per bucket
+        self._graphs = BucketGraphs(fast.run_tower, inputs, fast.buckets, fast.device, what="tower alone")
+        self._graphs.capture()
+
+    def bucket_for(self, count: int) -> int | None:
+        return self._graphs.bucket_for(count)
+
+    def __call__(self, raw_crops: torch.Tensor) -> torch.Tensor:
+        count = raw_crops.shape[0]
+        self._input[:count].copy_(raw_crops)
+        return self._graphs.replay(self.bucket_for(count))[:count]
+
+
+def _two_step(fast, tower: _TowerGraphs, frame: np.ndarray, boxes: np.ndarray, text: torch.Tensor):
+    """The GPU path before its crops moved into the graph: eager crops, then the tower graph."""
+    from fgclip_ros.core.matcher import match_on_device, unpack_match
+
+    crops, _ = fast.crop(frame, boxes)
+    packed = match_on_device(tower(crops) @ text.T, fast.logit_scale)
+    return unpack_match(fast.copy_to_host(packed), int(text.shape[0]))
+
+
 def _encode(encoder, heads: ReprojectionHeads | None, pixels) -> torch.Tensor:
     """Image tower + head + L2 norm (heads None: the encoder's graph holds them)."""
     with torch.inference_mode():
@@ -530,6 +645,7 @@ def summarise(rows: list[Row], config: BenchConfig) -> dict:
         entry = {}
         if config.device.startswith("cuda"):
             pipeline = _find(rows, "pipeline", count, "GpuFrameEncoder")
+            two_step = _find(rows, "pipeline", count, "two-step")
             graph = _find(rows, "encoder", count, "cuda-graph")
             eager = _find(rows, "encoder", count, "eager")
             if pipeline:
@@ -538,6 +654,8 @@ def summarise(rows: list[Row], config: BenchConfig) -> dict:
                 entry["speedup_vs_naive"] = round(naive.median_ms / pipeline.median_ms, 2)
             if pipeline and graph:
                 entry["pipeline_over_encoder_graph"] = round(pipeline.median_ms / graph.median_ms, 3)
+            if pipeline and two_step:
+                entry["two_step_over_pipeline"] = round(two_step.median_ms / pipeline.median_ms, 3)
             if graph and eager:
                 entry["graph_speedup_over_eager"] = round(eager.median_ms / graph.median_ms, 3)
         else:
@@ -602,6 +720,10 @@ def format_table(result: BenchResult) -> str:
         )
     for key, entry in result.summary.items():
         lines.append(f"{key}: " + ", ".join(f"{k} {v}" for k, v in entry.items()))
+    for key, marks in result.timelines.items():
+        lines.append(f"timeline {key} (ms since the frame began): " + ", ".join(
+            f"{name} {value:.3f}" for name, value in marks.items()
+        ))
     return "\n".join(lines)
 
 

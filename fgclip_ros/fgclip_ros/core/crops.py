@@ -107,17 +107,17 @@ def validate_boxes(boxes, image_hw, context_scale: float = 1.0, min_size: float 
         scaled = np.concatenate([centre - half, centre + half], axis=1)
         clamped = np.clip(scaled, 0.0, np.array([width, height, width, height], dtype=np.float64))
         big_enough = ((clamped[:, 2:] - clamped[:, :2]) >= min_size).all(axis=1)
-    for index in range(len(boxes)):
+    valid = finite & positive & overlaps & big_enough
+    # Reasons only for the rejected rows: this runs once per frame on the GPU path's critical path.
+    for index in np.flatnonzero(~valid).tolist():
         if not finite[index]:
             reasons[index] = REASON_NON_FINITE
         elif not positive[index]:
             reasons[index] = REASON_NON_POSITIVE
         elif not overlaps[index]:
             reasons[index] = REASON_OUTSIDE
-        elif not big_enough[index]:
+        else:
             reasons[index] = f"{REASON_TOO_SMALL} ({min_size:g} px)"
-    valid = np.ones(len(boxes), dtype=bool)
-    valid[list(reasons)] = False
     return BoxCheck(valid=valid, boxes=clamped[valid], reasons=reasons)
 
 

@@ -1,23 +1,25 @@
 # Copyright 2026 The fgclip_ros authors
 # SPDX-License-Identifier: Apache-2.0
-"""The CUDA fast path: frame + boxes -> projected crop embeddings (and query scores), few launches, one sync.
+"""The CUDA fast path: frame + boxes -> projected crop embeddings and query matches, few launches, one sync.
 
 Per frame, ``GpuFrameEncoder``:
 
-1. uploads the frame once: only the rows the boxes can reach, through a reused pinned
-   (page-locked) buffer, in >= 1 MB chunks with non-blocking copies, so the transfer runs while
-   the host fills the next chunk and then checks the boxes;
+1. uploads only the frame rows the boxes can reach into a static device copy of the frame,
+   through a reused pinned (page-locked) buffer, in >= 1 MB chunks with non-blocking copies, so
+   the transfer runs while the host copies the next chunk and then checks the boxes (rows it
+   does not upload keep older pixels that no crop reads);
 2. checks the boxes (``crops.validate_boxes``), computes the regions open_clip's resize + centre
-   crop would keep and uploads them (pinned, non-blocking);
-3. cuts and resamples all crops in one ``torchvision.ops.roi_align`` call, the same operation as
-   ``crops.crop_batch_torch``;
-4. runs normalisation -> image tower (the encoder's dtype, fp16 for speed) -> visual head ->
-   L2 norm as one CUDA graph replay: graphs are captured at warm-up for bucketed batch sizes
-   (1, 2, 4, ..., 64); a batch is padded up to the next bucket (the padding rows are computed and
-   ignored: every op in the tower works per image), larger batches run eagerly; nothing is
-   captured after warm-up;
-5. ``score``: one matrix product against the cached query matrix, then ONE device-to-host copy
-   and the frame's only synchronisation.
+   crop would keep (``crops.sample_regions``) and uploads them into a static, bucket-padded ROI
+   buffer (pinned, non-blocking);
+3. replays ONE CUDA graph that holds everything else: uint8 -> float, all crops cut and resampled
+   by one ``torchvision.ops.roi_align`` (the same operation as ``crops.crop_batch_torch``),
+   normalisation, the image tower in the encoder's dtype (fp16 for speed), the visual head and the
+   L2 norm. Graphs exist per bucketed batch size (1, 2, 4, ..., 64) and are captured for a frame
+   size on the first frame of that size (or ahead, with ``prepare``); larger batches run the same
+   function eagerly; nothing is captured again while the frame size stays;
+4. queues the matrix product against the cached query matrix and the matcher's reductions
+   (softmax, best query, margin) behind the graph, so the host issues them while the GPU works,
+   then makes ONE device-to-host copy of all of it and the frame's only synchronisation.
 
 On a CPU device the same code runs eagerly (no pinned memory, no graphs), which is what the tests
 here use; the numbers only matter on CUDA.
@@ -25,7 +27,6 @@ here use; the numbers only matter on CUDA.
 
 import logging
 import math
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,15 +34,14 @@ import torch
 from torch import nn
 
 from fgclip_ros.core.crops import BoxCheck, sample_regions, validate_boxes
-from fgclip_ros.core.matcher import MatchResult, match_scores
+from fgclip_ros.core.cuda_graphs import BucketGraphs
+from fgclip_ros.core.matcher import MatchResult, match_on_device, unpack_match
 from fgclip_ros.core.reprojection import ReprojectionHeads
+from fgclip_ros.core.timeline import FrameTimeline
 
 LOG = logging.getLogger("fgclip_ros.gpu")
 
 DEFAULT_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
-# Eager runs before each capture: cuBLAS/cuDNN pick and cache their algorithms and allocate their
-# workspaces then, so nothing is allocated or chosen inside the capture.
-_WARMUP_RUNS = 3
 
 
 def _input_dtype(model: nn.Module) -> torch.dtype:
@@ -52,24 +52,13 @@ def _input_dtype(model: nn.Module) -> torch.dtype:
     return next(model.visual.parameters()).dtype
 
 
-def _grow(
-    buffer: torch.Tensor | None, numel: int, dtype: torch.dtype, device, pin: bool = False
-) -> torch.Tensor:
-    """A flat buffer of at least `numel` elements: the old one when big enough, else a new one (x1.5)."""
-    if buffer is not None and buffer.numel() >= numel:
-        return buffer
-    size = max(numel, int((buffer.numel() if buffer is not None else 0) * 1.5))
-    if pin:
-        return torch.empty(size, dtype=dtype, pin_memory=True)
-    return torch.empty(size, dtype=dtype, device=device)
-
-
 class GpuFrameEncoder:
     """Frame + boxes -> (K, D) projected, L2-normalised embeddings of the valid boxes, on the GPU.
 
     `encoder` is a ``TorchEncoder`` (its open_clip ``model`` and ``preprocess`` are used; give it
     dtype fp16 for speed); `heads` the manifest's re-projection heads (None: identity). The encoder
-    must not be projected (exported graphs run in ONNX Runtime, not here).
+    must not be projected (exported graphs run in ONNX Runtime, not here). `frame_size` (width,
+    height) captures the graphs now instead of on the first frame.
     """
 
     def __init__(
@@ -80,7 +69,7 @@ class GpuFrameEncoder:
         context_scale: float = 1.0,
         buckets: Sequence[int] = DEFAULT_BUCKETS,
         cuda_graphs: bool = True,
-        warmup: bool = True,
+        frame_size: tuple[int, int] | None = None,
     ):
         if getattr(encoder, "projected", False):
             raise ValueError(
@@ -99,92 +88,104 @@ class GpuFrameEncoder:
         if not self.buckets or self.buckets[0] < 1:
             raise ValueError(f"buckets must be positive batch sizes, got {buckets}")
         self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
-        size = self.preprocess.size
+        self._size = self.preprocess.size
         std = torch.tensor(self.preprocess.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         mean = torch.tensor(self.preprocess.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         # (x / 255 - mean) / std == x * scale - shift, one fused multiply-add on the raw roi_align output.
         self._scale = 1.0 / (255.0 * std)
         self._neg_shift = -mean / std
-        self._size = size
         self._pin = self.device.type == "cuda"
+        # Static buffers for one frame size (set by prepare): the frame on the device and its pinned
+        # host twin, the bucket-padded ROIs on both sides, and the graphs that read them.
+        self.frame_hw: tuple[int, int] | None = None
+        self._frame: torch.Tensor | None = None
         self._host_frame: torch.Tensor | None = None
-        self._host_rois: torch.Tensor | None = None
-        self._host_scores: torch.Tensor | None = None
-        self._dev_frame: torch.Tensor | None = None
-        self._dev_rois: torch.Tensor | None = None
-        self._float_frame: torch.Tensor | None = None
+        self._rois = torch.zeros((self.buckets[-1], 5), dtype=torch.float32, device=self.device)
+        self._host_rois = torch.zeros((self.buckets[-1], 5), dtype=torch.float32, pin_memory=self._pin)
+        # Views made once: a torch slice or .numpy() per frame costs microseconds of host time.
+        self._host_rois_np = self._host_rois.numpy()
+        self._roi_views = {
+            rows: (self._rois[:rows], self._host_rois[:rows]) for rows in range(1, self.buckets[-1] + 1)
+        }
+        self._host_out: torch.Tensor | None = None
+        self._graphs: BucketGraphs | None = None
         # Set when the last frame's host->device copies are done: the pinned buffers are reused.
         self._uploaded = torch.cuda.Event() if self._pin else None
-        self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
-        self._static_in: dict[int, torch.Tensor] = {}
-        self._static_out: dict[int, torch.Tensor] = {}
-        self.captures = 0  # graphs captured so far: warm-up only, never per frame
+        self.captures = 0  # graphs captured so far: once per frame size, never per frame
         self.last_bucket: int | None = None  # batch size the last frame ran at (None: eager)
-        if self.cuda_graphs and warmup:
-            self.warmup()
+        # Set to a FrameTimeline to record where each process() call's time goes (the benchmark does).
+        self.timeline: FrameTimeline | None = None
+        if frame_size is not None:
+            self.prepare(int(frame_size[1]), int(frame_size[0]))
 
-    # ------------------------------------------------------------------ the tower
+    def _mark(self, name: str, gpu: bool = False) -> None:
+        if self.timeline is not None:
+            self.timeline.host(name)
+            if gpu:
+                self.timeline.gpu(name)
+
+    # ------------------------------------------------------------------ what the graphs hold
     def run_tower(self, raw_crops: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) float32 roi_align output in 0..255 -> (B, D) float32 projected, normalised."""
         pixels = torch.addcmul(self._neg_shift, raw_crops, self._scale).to(self.input_dtype)
         return self.heads.project_images(self.model.encode_image(pixels))
 
-    def warmup(self) -> None:
-        """Capture one CUDA graph per bucket (largest first, all in one memory pool)."""
-        if not self.cuda_graphs or self._graphs:
-            return
-        start = time.perf_counter()
-        pool = torch.cuda.graph_pool_handle()
-        current = torch.cuda.current_stream(self.device)
-        with torch.no_grad():
-            for bucket in sorted(self.buckets, reverse=True):
-                shape = (bucket, 3, self._size, self._size)
-                static_in = torch.zeros(shape, dtype=torch.float32, device=self.device)
-                # PyTorch's recipe: warm up on a side stream, then capture (on its own capture stream).
-                side = torch.cuda.Stream(self.device)
-                side.wait_stream(current)
-                with torch.cuda.stream(side):
-                    for _ in range(_WARMUP_RUNS):
-                        self.run_tower(static_in)
-                current.wait_stream(side)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=pool):
-                    static_out = self.run_tower(static_in)
-                self._graphs[bucket] = graph
-                self._static_in[bucket], self._static_out[bucket] = static_in, static_out
-                self.captures += 1
-        torch.cuda.synchronize(self.device)
-        LOG.info(
-            "captured CUDA graphs for batch sizes %s in %.1f s",
-            ", ".join(map(str, self.buckets)),
-            time.perf_counter() - start,
-        )
+    def cut(self, frame: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        """(H, W, 3) uint8 frame + (B, 5) ROIs -> (B, 3, S, S) float32 raw crops (0..255)."""
+        from torchvision.ops import roi_align
 
-    def bucket_for(self, batch: int) -> int | None:
-        """The captured batch size a batch of `batch` crops runs at; None: eager (no graph that large)."""
-        if not self.cuda_graphs:
-            return None
-        for bucket in self.buckets:
-            if bucket >= batch:
-                return bucket
-        return None
+        planar = frame.permute(2, 0, 1).unsqueeze(0).float()  # uint8 HWC -> float32 CHW, one kernel
+        # sampling_ratio=0 / aligned=True: exactly crops.crop_batch_torch's resampling.
+        size = (self._size, self._size)
+        return roi_align(planar, rois, output_size=size, spatial_scale=1.0, sampling_ratio=0, aligned=True)
 
-    def encode_crops(self, raw_crops: torch.Tensor) -> torch.Tensor:
-        """(K, 3, S, S) float32 raw crops (0..255) on the device -> (K, D) projected embeddings.
+    def _frame_to_embeddings(self, frame: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        return self.run_tower(self.cut(frame, rois))
 
-        The returned tensor may be graph memory that the next call overwrites; copy it to keep it.
+    # ------------------------------------------------------------------ per frame size
+    def prepare(self, height: int, width: int) -> None:
+        """Static buffers (and on CUDA the graphs) for frames of this size; a no-op when they exist.
+
+        Runs on the first frame of a new size; a later size change captures again (logged), since a
+        graph's roi_align is fixed to one frame shape.
         """
-        count = raw_crops.shape[0]
-        bucket = self.bucket_for(count)
-        self.last_bucket = bucket
-        if bucket is None:
-            with torch.no_grad():
-                return self.run_tower(raw_crops)
-        self._static_in[bucket][:count].copy_(raw_crops)
-        self._graphs[bucket].replay()
-        return self._static_out[bucket][:count]
+        if self.frame_hw == (height, width):
+            return
+        if self.frame_hw is not None:
+            LOG.warning(
+                "image size changed from %dx%d to %dx%d: preparing the GPU path again",
+                self.frame_hw[1], self.frame_hw[0], width, height,
+            )  # fmt: skip
+        # Marked prepared only at the end: a failed capture is tried again (and fails loudly) on the
+        # next frame instead of leaving that frame size on the slow eager path.
+        self.frame_hw, self._graphs = None, None
+        self._frame = torch.zeros((height, width, 3), dtype=torch.uint8, device=self.device)
+        self._host_frame = (
+            torch.empty((height, width, 3), dtype=torch.uint8, pin_memory=True) if self._pin else None
+        )
+        self._host_frame_np = self._host_frame.numpy() if self._pin else None
+        if not self.cuda_graphs:
+            self.frame_hw = (height, width)
+            return
+        # Capture computes on the static buffers: give every ROI a valid region (the whole frame).
+        self._rois.copy_(torch.tensor([0.0, 0.0, 0.0, float(width), float(height)], device=self.device))
+        graphs = BucketGraphs(
+            self._frame_to_embeddings,
+            lambda bucket: (self._frame, self._rois[:bucket]),
+            self.buckets,
+            self.device,
+            what=f"{width}x{height} frames",
+        )
+        graphs.capture()
+        self._graphs = graphs
+        self.captures += graphs.captured
+        self.frame_hw = (height, width)
 
-    # ------------------------------------------------------------------ crops
+    def bucket_for(self, count: int) -> int | None:
+        """The captured batch size `count` crops run at; None: eager (no graphs, or more than the largest)."""
+        return self._graphs.bucket_for(count) if self._graphs is not None else None
+
+    # ------------------------------------------------------------------ uploads
     def _rows_needed(self, boxes: np.ndarray, height: int) -> tuple[int, int]:
         """Frame rows [top, bottom) any crop of `boxes` can read (before the boxes are checked).
 
@@ -202,48 +203,42 @@ class GpuFrameEncoder:
         bottom = float(np.clip((centre + half).max(), 0, height))
         return max(0, math.floor(top) - 1), min(height, math.ceil(bottom) + 1)
 
-    def _upload_rows(self, image_rgb: np.ndarray, top: int, bottom: int) -> torch.Tensor:
-        """Frame rows [top, bottom) -> (rows, W, 3) uint8 on the device.
+    def _upload_rows(self, image_rgb: np.ndarray, top: int, bottom: int) -> None:
+        """Frame rows [top, bottom) -> the same rows of the static device frame.
 
-        On CUDA through a reused pinned buffer in up to 4 chunks of >= 1 MB: each chunk's
-        non-blocking copy to the device runs while the host fills the next one.
+        On CUDA through the pinned twin in up to 4 chunks of >= 1 MB: each chunk's non-blocking
+        copy to the device runs while the host fills the next one.
         """
-        band = image_rgb[top:bottom]
-        self._dev_frame = _grow(self._dev_frame, band.size, torch.uint8, self.device)
-        device_band = self._dev_frame[: band.size].view(band.shape)
         if not self._pin:
-            device_band.copy_(torch.from_numpy(band))
-            return device_band
-        self._uploaded.synchronize()  # the previous frame's copies may still read the pinned buffer
-        self._host_frame = _grow(self._host_frame, band.size, torch.uint8, None, pin=True)
-        host_band = self._host_frame[: band.size].view(band.shape)
-        host_numpy = host_band.numpy()
-        rows = band.shape[0]
-        chunks = max(1, min(4, band.nbytes >> 20))
+            # ascontiguousarray: torch.from_numpy refuses views with negative strides (BGR -> RGB flips).
+            self._frame[top:bottom].copy_(torch.from_numpy(np.ascontiguousarray(image_rgb[top:bottom])))
+            return
+        host_numpy = self._host_frame_np
+        rows = bottom - top
+        chunks = max(1, min(4, image_rgb[top:bottom].nbytes >> 20))
         step = -(-rows // chunks)
-        for start in range(0, rows, step):
-            stop = min(rows, start + step)
-            np.copyto(host_numpy[start:stop], band[start:stop])
-            device_band[start:stop].copy_(host_band[start:stop], non_blocking=True)
-        return device_band
+        for start in range(top, bottom, step):
+            stop = min(bottom, start + step)
+            np.copyto(host_numpy[start:stop], image_rgb[start:stop])
+            self._frame[start:stop].copy_(self._host_frame[start:stop], non_blocking=True)
 
-    def _upload_rois(self, rois: np.ndarray) -> torch.Tensor:
-        self._dev_rois = _grow(self._dev_rois, rois.size, torch.float32, self.device)
-        device_rois = self._dev_rois[: rois.size].view(rois.shape)
-        if not self._pin:
-            device_rois.copy_(torch.from_numpy(rois))
-            return device_rois
-        self._host_rois = _grow(self._host_rois, rois.size, torch.float32, None, pin=True)
-        host_rois = self._host_rois[: rois.size].view(rois.shape)
-        np.copyto(host_rois.numpy(), rois)
-        device_rois.copy_(host_rois, non_blocking=True)
-        self._uploaded.record(torch.cuda.current_stream(self.device))
+    def _upload_rois(self, regions: np.ndarray, rows: int) -> torch.Tensor:
+        """(K, 4) regions -> the first `rows` >= K rows of the static ROIs (padding: the first region)."""
+        if rows > self._rois.shape[0]:  # beyond the largest bucket: eager, its own buffer
+            rois = np.zeros((rows, 5), np.float32)
+            rois[:, 1:] = regions
+            return torch.from_numpy(rois).to(self.device, non_blocking=False)
+        host = self._host_rois_np
+        count = len(regions)
+        host[:rows, 0] = 0.0  # batch index: one frame
+        host[:count, 1:] = regions
+        host[count:rows, 1:] = regions[0]  # padding rows: a real region, computed and ignored
+        device_rois, host_rois = self._roi_views[rows]
+        device_rois.copy_(host_rois, non_blocking=self._pin)
         return device_rois
 
-    def crop(self, image_rgb: np.ndarray, boxes_xyxy) -> tuple[torch.Tensor, BoxCheck]:
-        """(K, 3, S, S) float32 raw crops (0..255, not yet normalised) on the device, and the box check."""
-        from torchvision.ops import roi_align
-
+    def _stage(self, image_rgb: np.ndarray, boxes_xyxy) -> tuple[torch.Tensor | None, BoxCheck]:
+        """Upload the frame rows and the ROIs of the valid boxes: (ROIs on the device or None, BoxCheck)."""
         if (
             not isinstance(image_rgb, np.ndarray)
             or image_rgb.ndim != 3
@@ -252,76 +247,112 @@ class GpuFrameEncoder:
         ):
             shape = getattr(image_rgb, "shape", None)
             raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {shape}")
-        image_rgb = np.ascontiguousarray(image_rgb)
         height, width = image_rgb.shape[:2]
+        self.prepare(height, width)
         boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        if self._pin:
+            self._uploaded.synchronize()  # the previous frame's copies may still read the pinned buffers
         # The frame goes first, so its copy runs while the host checks the boxes.
         top, bottom = self._rows_needed(boxes, height)
-        band = self._upload_rows(image_rgb, top, bottom) if bottom > top else None
+        if bottom > top:
+            self._upload_rows(image_rgb, top, bottom)
+        self._mark("frame copy queued", gpu=True)
         check = validate_boxes(boxes, (height, width), self.context_scale)
         count = len(check.boxes)
-        if count == 0 or band is None:
-            if self._pin:
-                self._uploaded.record(torch.cuda.current_stream(self.device))
-            empty = torch.zeros((0, 3, self._size, self._size), dtype=torch.float32, device=self.device)
-            return empty, check
-        rois = np.empty((count, 5), np.float32)
-        rois[:, 0] = 0.0  # batch index: one frame
-        rois[:, 1:] = sample_regions(check.boxes, self._size)
-        rois[:, [2, 4]] -= top
-        device_rois = self._upload_rois(rois)
-        rows = bottom - top
-        self._float_frame = _grow(self._float_frame, 3 * rows * width, torch.float32, self.device)
-        planar = self._float_frame[: 3 * rows * width].view(1, 3, rows, width)
-        planar.copy_(band.permute(2, 0, 1).unsqueeze(0))  # uint8 HWC -> float32 CHW, one kernel
-        # sampling_ratio=0 / aligned=True: exactly crops.crop_batch_torch's resampling.
-        crops = roi_align(
-            planar,
-            device_rois,
-            output_size=(self._size, self._size),
-            spatial_scale=1.0,
-            sampling_ratio=0,
-            aligned=True,
-        )
-        return crops, check
+        rois, self.last_bucket = None, None
+        if count:
+            bucket = self.bucket_for(count)
+            self.last_bucket = bucket
+            rois = self._upload_rois(sample_regions(check.boxes, self._size), bucket or count)
+        if self._pin:
+            self._uploaded.record(torch.cuda.current_stream(self.device))
+        self._mark("boxes checked")
+        return rois, check
 
     # ------------------------------------------------------------------ frames
+    def crop(self, image_rgb: np.ndarray, boxes_xyxy) -> tuple[torch.Tensor, BoxCheck]:
+        """(K, 3, S, S) float32 raw crops (0..255, not yet normalised) on the device, and the box check."""
+        rois, check = self._stage(image_rgb, boxes_xyxy)
+        if rois is None:
+            return torch.zeros((0, 3, self._size, self._size), dtype=torch.float32, device=self.device), check
+        return self.cut(self._frame, rois)[: len(check.boxes)], check
+
+    def _embeddings(self, image_rgb: np.ndarray, boxes_xyxy) -> tuple[torch.Tensor | None, BoxCheck]:
+        """(K, D) embeddings on the device (graph memory when a graph ran; None when K is 0), BoxCheck."""
+        rois, check = self._stage(image_rgb, boxes_xyxy)
+        if rois is None:
+            return None, check
+        count = len(check.boxes)
+        if self.last_bucket is not None:
+            embeddings = self._graphs.replay(self.last_bucket)[:count]
+        else:
+            with torch.no_grad():
+                embeddings = self._frame_to_embeddings(self._frame, rois)[:count]
+        self._mark("tower queued", gpu=True)
+        return embeddings, check
+
     def embed(self, image_rgb: np.ndarray, boxes_xyxy) -> tuple[torch.Tensor, BoxCheck]:
         """(K, D) float32 projected, L2-normalised embeddings of the valid boxes (on the device), BoxCheck.
 
         The result is a fresh tensor (safe to keep across frames); nothing is copied to the host.
         """
-        crops, check = self.crop(image_rgb, boxes_xyxy)
-        if crops.shape[0] == 0:
+        embeddings, check = self._embeddings(image_rgb, boxes_xyxy)
+        if embeddings is None:
             return torch.zeros((0, self.embed_dim), dtype=torch.float32, device=self.device), check
-        return self.encode_crops(crops).clone(), check
+        return embeddings.clone(), check
+
+    def copy_to_host(self, values: torch.Tensor) -> np.ndarray:
+        """The frame's one device-to-host copy (through a reused pinned buffer) and its only sync."""
+        if not self._pin:
+            return values.numpy().copy()
+        numel = values.numel()
+        if self._host_out is None or self._host_out.numel() < numel:
+            self._host_out = torch.empty(max(numel, 4096), dtype=torch.float32, pin_memory=True)
+        host = self._host_out[:numel]
+        host.copy_(values.reshape(-1), non_blocking=True)
+        torch.cuda.current_stream(self.device).synchronize()
+        self._mark("synced")
+        # A copy: the pinned buffer is overwritten by the next frame.
+        return host.numpy().reshape(values.shape).copy()
+
+    def _scores(self, image_rgb, boxes_xyxy, text_embeddings) -> tuple[torch.Tensor | None, BoxCheck]:
+        """(K, M) scores on the device (None when K or M is 0) and the box check; nothing synchronised."""
+        embeddings, check = self._embeddings(image_rgb, boxes_xyxy)
+        if embeddings is None or int(text_embeddings.shape[0]) == 0:
+            return None, check
+        text = text_embeddings.to(device=self.device, dtype=torch.float32)
+        return embeddings @ text.T, check
 
     def score(
         self, image_rgb: np.ndarray, boxes_xyxy, text_embeddings: torch.Tensor
     ) -> tuple[np.ndarray, BoxCheck]:
         """(K, M) float32 cosine scores of the valid boxes against `text_embeddings` (M, D), BoxCheck.
 
-        `text_embeddings` should already live on the device (the query bank's cached matrix);
-        the scores are the frame's one device-to-host copy.
+        `text_embeddings` should already live on the device (the query bank's cached matrix).
         """
-        crops, check = self.crop(image_rgb, boxes_xyxy)
-        count, queries = crops.shape[0], int(text_embeddings.shape[0])
-        if count == 0 or queries == 0:
-            return np.zeros((count, queries), np.float32), check
-        text = text_embeddings.to(device=self.device, dtype=torch.float32)
-        scores = self.encode_crops(crops) @ text.T
-        if not self._pin:
-            return scores.numpy().copy(), check
-        self._host_scores = _grow(self._host_scores, count * queries, torch.float32, None, pin=True)
-        host = self._host_scores[: count * queries]
-        host.copy_(scores.reshape(-1), non_blocking=True)
-        torch.cuda.current_stream(self.device).synchronize()
-        return host.numpy().reshape(count, queries).copy(), check
+        scores, check = self._scores(image_rgb, boxes_xyxy, text_embeddings)
+        if scores is None:
+            return np.zeros((len(check.boxes), int(text_embeddings.shape[0])), np.float32), check
+        return self.copy_to_host(scores), check
 
     def process(
         self, image_rgb: np.ndarray, boxes_xyxy, text_embeddings: torch.Tensor, min_score: float = 0.0
     ) -> tuple[MatchResult, BoxCheck]:
-        """score() + the matcher's reductions (best query, margin, softmax) on the host's copy."""
-        scores, check = self.score(image_rgb, boxes_xyxy, text_embeddings)
-        return match_scores(scores, self.logit_scale, min_score), check
+        """Scores plus the matcher's reductions (best query, margin, softmax), all on the device.
 
+        The reductions are queued behind the graph, so they cost the host nothing while the GPU
+        works; scores and reductions come back packed in the frame's one device-to-host copy.
+        """
+        if self.timeline is not None:
+            self.timeline.start()
+        scores, check = self._scores(image_rgb, boxes_xyxy, text_embeddings)
+        queries = int(text_embeddings.shape[0])
+        if scores is None:
+            return MatchResult.empty(len(check.boxes), queries), check
+        packed = match_on_device(scores, self.logit_scale, min_score)
+        self._mark("matching queued", gpu=True)
+        result = unpack_match(self.copy_to_host(packed), queries)
+        if self.timeline is not None:
+            self.timeline.host("result ready")
+            self.timeline.finish()
+        return result, check

@@ -130,32 +130,54 @@ def _as_tensor(x) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
 
 
+def match_on_device(scores: torch.Tensor, logit_scale: float, min_score: float = 0.0) -> torch.Tensor:
+    """The matching rules on the scores' own device, packed for ONE copy to the host.
+
+    (N, M) cosine scores -> (N, 2M + 3) float32: [scores | probs | best_score | margin | best_index].
+    argmax takes the first of tied queries; margin is best minus runner-up (0 with one query);
+    probs is softmax(logit_scale * scores) over the queries; best_index is -1 below `min_score`
+    (query indices are exact in float32 up to 2**24). Needs N >= 1 and M >= 1.
+    """
+    scores = scores.to(torch.float32)
+    probs = torch.softmax(float(logit_scale) * scores, dim=1)
+    # argmax picks the first of tied queries (topk's order among ties is unspecified).
+    argmax = scores.argmax(dim=1)
+    top = torch.topk(scores, k=min(2, scores.shape[1]), dim=1).values
+    best_score = top[:, 0]
+    margin = top[:, 0] - top[:, 1] if scores.shape[1] > 1 else torch.zeros_like(best_score)
+    best_index = torch.where(best_score >= min_score, argmax, torch.full_like(argmax, -1))
+    columns = (best_score.unsqueeze(1), margin.unsqueeze(1), best_index.to(torch.float32).unsqueeze(1))
+    return torch.cat((scores, probs, *columns), dim=1)
+
+
+def unpack_match(packed: np.ndarray, queries: int) -> MatchResult:
+    """MatchResult from ``match_on_device``'s (N, 2M + 3) output, copied to the host."""
+    m = queries
+    if packed.ndim != 2 or packed.shape[1] != 2 * m + 3:
+        raise ValueError(f"packed match must be (N, {2 * m + 3}) for {m} queries, got {packed.shape}")
+    # Own contiguous arrays: callers keep and serialise them independently of the packed buffer.
+    return MatchResult(
+        scores=np.ascontiguousarray(packed[:, :m]),
+        best_index=packed[:, 2 * m + 2].astype(np.int64),
+        best_score=np.ascontiguousarray(packed[:, 2 * m]),
+        margin=np.ascontiguousarray(packed[:, 2 * m + 1]),
+        probs=np.ascontiguousarray(packed[:, m : 2 * m]),
+    )
+
+
 def match_scores(scores, logit_scale: float, min_score: float = 0.0) -> MatchResult:
     """MatchResult from (N, M) cosine scores (NumPy or a tensor on any device): the matching rules.
 
-    argmax takes the first of tied queries; margin is best minus runner-up (0 with one query);
-    probs is softmax(logit_scale * scores) over the queries; best_index is -1 below `min_score`.
+    The reductions run where the scores are (see ``match_on_device``); one copy brings them back.
     """
-    scores = _as_tensor(scores).to(torch.float32)
+    scores = _as_tensor(scores)
     if scores.ndim != 2:
         raise ValueError(f"scores must be (N, M), got shape {tuple(scores.shape)}")
     n, m = scores.shape
     if n == 0 or m == 0:
         return MatchResult.empty(n, m)
-    probs = torch.softmax(float(logit_scale) * scores, dim=1)
-    # argmax picks the first of tied queries (topk's order among ties is unspecified).
-    argmax = scores.argmax(dim=1)
-    top = torch.topk(scores, k=min(2, m), dim=1).values
-    best_score = top[:, 0]
-    margin = top[:, 0] - top[:, 1] if m > 1 else torch.zeros_like(best_score)
-    best_index = torch.where(best_score >= min_score, argmax, torch.full_like(argmax, -1))
-    return MatchResult(
-        scores=scores.cpu().numpy(),
-        best_index=best_index.cpu().numpy().astype(np.int64),
-        best_score=best_score.cpu().numpy(),
-        margin=margin.cpu().numpy(),
-        probs=probs.cpu().numpy(),
-    )
+    packed = match_on_device(scores, logit_scale, min_score)
+    return unpack_match(packed.cpu().numpy(), m)
 
 
 def match(image_emb, text_emb, logit_scale: float, min_score: float = 0.0) -> MatchResult:

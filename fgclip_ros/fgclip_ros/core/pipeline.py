@@ -16,7 +16,7 @@ import torch
 from fgclip_ros.core.crops import BoxCheck, crop_batch_cpu, crop_batch_torch
 from fgclip_ros.core.fetch import resolve_file
 from fgclip_ros.core.manifest import ModelManifest, load_manifest
-from fgclip_ros.core.matcher import MatchResult, QueryBank, match, match_scores
+from fgclip_ros.core.matcher import MatchResult, QueryBank, match
 from fgclip_ros.core.reprojection import ReprojectionHeads, load_heads
 
 LOG = logging.getLogger("fgclip_ros.pipeline")
@@ -26,8 +26,9 @@ LOG = logging.getLogger("fgclip_ros.pipeline")
 class FrameResult:
     """One processed frame. ``match`` has one row per *valid* box, in input order (``check.indices``).
 
-    ``timings_ms``: "crop", "encode", "match" stages; on the CUDA fast path "crop_encode" (upload,
-    crops, tower, heads, scores and their copy to the host, up to the frame's one sync) and "match".
+    ``timings_ms``: "crop", "encode", "match" stages; on the CUDA fast path one "crop_encode_match"
+    (upload, crops, tower, heads, scores, matching and their copy to the host, up to the frame's one
+    sync: the stages overlap there, so separate figures would mislead).
     """
 
     check: BoxCheck
@@ -195,6 +196,19 @@ class Pipeline:
         timings["encode"] = (time.perf_counter() - cropped) * 1e3
         return embeddings, check
 
+    def warmup(self) -> None:
+        """Run the image tower once on a blank crop: lazy initialisation and kernel choice before frame one.
+
+        The CUDA fast path captures its graphs on the first frame instead: they depend on the image
+        size, which only the camera knows.
+        """
+        size = int(self.encoder.preprocess.size)
+        if self._fast is not None:
+            with torch.no_grad():
+                self._fast.run_tower(torch.zeros((1, 3, size, size), device=self.encoder.device))
+            return
+        self.embed_crops(np.zeros((size, size, 3), np.uint8), np.array([[0, 0, size, size]], np.float64))
+
     def embed_crops(self, image_rgb: np.ndarray, boxes_xyxy) -> tuple[torch.Tensor, BoxCheck]:
         """(K, D) projected, L2-normalised embeddings of the K valid boxes (encoder's device), BoxCheck."""
         if self._fast is not None:
@@ -219,8 +233,7 @@ class Pipeline:
         boxes = _as_boxes(boxes_xyxy)
         text = self.query_bank.embeddings  # encoded on a query change, not timed as part of the frame
         start = time.perf_counter()
-        scores, check = self._fast_encoder().score(image_rgb, boxes, text)  # ends with the frame's one sync
-        scored = time.perf_counter()
-        result = match_scores(scores, self.logit_scale, threshold)
-        timings = {"crop_encode": (scored - start) * 1e3, "match": (time.perf_counter() - scored) * 1e3}
+        # Crop, tower, heads and matching in one go; ends with the frame's one sync.
+        result, check = self._fast_encoder().process(image_rgb, boxes, text, threshold)
+        timings = {"crop_encode_match": (time.perf_counter() - start) * 1e3}
         return FrameResult(check=check, match=result, queries=self.queries, timings_ms=timings)

@@ -15,7 +15,6 @@ import logging
 import math
 import time
 
-import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -159,10 +158,7 @@ class PerceptionNode(LifecycleNode):
             )
             queries = validate_queries(params.queries, params.max_queries, params.max_query_chars)
             engine.set_queries(queries, params.prompt_template or self._manifest_template)
-            size = int(pipeline.encoder.preprocess.size)
-            pipeline.embed_crops(
-                np.zeros((size, size, 3), np.uint8), np.array([[0, 0, size, size]], np.float64)
-            )
+            pipeline.warmup()
         except Exception as exc:  # noqa: BLE001 - any failure must fail the transition, with its reason
             self._last_error = (
                 f"cannot load model {params.model!r} (backend {params.backend}, device {device}, "
