@@ -521,6 +521,20 @@ def test_bringup_exits_with_the_reason_when_the_model_is_missing(tmp_path):
     assert "configure failed" in output and str(missing) in output
 
 
+def test_bringup_exits_with_the_reason_when_image_size_is_malformed(tmp_path):
+    params = write_params(tmp_path / "params.yaml", tmp_path / "model.yaml", image_size=[1280, 0])
+    run = subprocess.run(
+        [sys.executable, "-m", "fgclip_ros.cli.perception", "--params-file", str(params)],
+        env=isolated_env(graph_domain_id()),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 1, output
+    assert "configure failed: image_size must be [width, height]" in output
+
+
 def test_bringup_refuses_a_missing_parameter_file(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "fgclip_ros.cli.perception", "--params-file", str(tmp_path / "nope.yaml")],

@@ -51,6 +51,9 @@ def test_check_value_rejects_bad_choices_and_ranges():
     assert check_value("prompt_template", "no slot")
     assert check_value("prompt_template", "") is None
     assert check_value("qos.input.reliability", "best_effort") is None
+    assert check_value("image_size", [1280, 720]) is None and check_value("image_size", [0, 0]) is None
+    for bad in ([1280], [1280, 0], [-1, 720], [1280, 720, 3]):
+        assert check_value("image_size", bad), bad
 
 
 def test_launch_file_mirrors_the_main_parameters():

@@ -251,3 +251,7 @@ def test_warmup_leaves_the_gpu_path_to_prepare_on_the_first_real_frame(tiny_enco
     fast.set_queries(list(COLOURS))
     fast.process(_colour_strip(), np.array([[2, 4, 30, 28]]))
     assert fast._fast.frame_hw == _colour_strip().shape[:2]
+    # The node's image_size parameter prepares a known camera size up front instead.
+    fast.prepare_frames(width=640, height=480)
+    assert fast._fast.frame_hw == (480, 640)
+    slow.prepare_frames(width=640, height=480)  # no fast path: nothing to prepare

@@ -209,6 +209,11 @@ class Pipeline:
             return
         self.embed_crops(np.zeros((size, size, 3), np.uint8), np.array([[0, 0, size, size]], np.float64))
 
+    def prepare_frames(self, width: int, height: int) -> None:
+        """Prepare the CUDA fast path for width x height frames now (capture its graphs); else nothing."""
+        if self._fast is not None:
+            self._fast.prepare(int(height), int(width))
+
     def embed_crops(self, image_rgb: np.ndarray, boxes_xyxy) -> tuple[torch.Tensor, BoxCheck]:
         """(K, D) projected, L2-normalised embeddings of the K valid boxes (encoder's device), BoxCheck."""
         if self._fast is not None:

@@ -56,6 +56,15 @@ SPECS: tuple[Spec, ...] = (
         DTYPES,
     ),
     Spec(
+        "image_size",
+        [0, 0],
+        "Expected camera image [width, height]. On CUDA with the torch backend the GPU path is "
+        "prepared for it at configure (its CUDA graphs captured), so the first frame is not slow; "
+        "[0, 0] = prepare on the first frame. Other sizes still work: each is prepared when it "
+        "first arrives, with a warning.",
+        CONFIGURE,
+    ),
+    Spec(
         "queries",
         [],
         "The query set (free text, one entry per query). Changeable at runtime; the text "
@@ -199,6 +208,7 @@ class NodeParams:
     backend: str
     device: str
     dtype: str
+    image_size: list[int]
     queries: list[str]
     prompt_template: str
     min_score: float
@@ -257,6 +267,8 @@ def _descriptor(spec: Spec) -> ParameterDescriptor:
             descriptor.floating_point_range = [
                 FloatingPointRange(from_value=float(spec.range[0]), to_value=float(spec.range[1]), step=0.0)
             ]
+    elif isinstance(spec.default, list) and spec.default and isinstance(spec.default[0], int):
+        descriptor.type = ParameterType.PARAMETER_INTEGER_ARRAY
     elif isinstance(spec.default, list):
         descriptor.type = ParameterType.PARAMETER_STRING_ARRAY
     else:
@@ -268,7 +280,7 @@ def declare_all(node) -> None:
     """Declare every parameter with its descriptor (overrides from --params-file / launch apply)."""
     for spec in SPECS:
         descriptor = _descriptor(spec)
-        if isinstance(spec.default, list):
+        if isinstance(spec.default, list) and not spec.default:
             # An empty list has no inferable type in rclpy: declare typed but unset, then set [].
             node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor)
             try:
@@ -304,4 +316,8 @@ def check_value(name: str, value) -> str | None:
         return f"prompt_template must contain '{{}}' exactly once (or be empty), got {value!r}"
     if name in ("model", "device") and not str(value).strip():
         return f"{name} must not be empty"
+    if name == "image_size":
+        size = list(value)
+        if len(size) != 2 or not all(0 <= int(v) <= 16384 for v in size) or (0 in size and any(size)):
+            return f"image_size must be [width, height] in pixels, or [0, 0] for unknown, got {size!r}"
     return None

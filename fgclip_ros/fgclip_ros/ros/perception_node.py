@@ -141,6 +141,12 @@ class PerceptionNode(LifecycleNode):
 
         params = self._params = read_all(self)
         self._last_error = ""
+        # The parameter file's values are not seen by the set-parameters check: check this one here.
+        bad_size = check_value("image_size", params.image_size)
+        if bad_size:
+            self._last_error = bad_size
+            self.get_logger().error(f"configure failed: {bad_size}")
+            return _FAILURE
         device = resolve_device(params.device)
         started = time.perf_counter()
         try:
@@ -159,6 +165,8 @@ class PerceptionNode(LifecycleNode):
             queries = validate_queries(params.queries, params.max_queries, params.max_query_chars)
             engine.set_queries(queries, params.prompt_template or self._manifest_template)
             pipeline.warmup()
+            if all(params.image_size):
+                pipeline.prepare_frames(*params.image_size)
         except Exception as exc:  # noqa: BLE001 - any failure must fail the transition, with its reason
             self._last_error = (
                 f"cannot load model {params.model!r} (backend {params.backend}, device {device}, "
