@@ -78,12 +78,14 @@ def test_the_gpu_section_runs_eagerly_with_timelines_and_profiles(tmp_path):
         arch=TINY_ARCHITECTURE, model_config=model_config, random_weights=True, device="cpu",
         boxes=(1, 16), bulk=(20,), queries=4, modes=("encoder", "pipeline", "bulk"), budget_s=0,
         min_iters=1, max_iters=1, warmup_iters=0, profile_dir=tmp_path / "prof", timeline_frames=3,
-        progress=False,
+        progress=False, compile_boxes=(4,), compile_backend="eager",
     )  # fmt: skip
     bench = _Bench(config)
     bench.run_cuda(bench.models.heads)
     sections = {(row.section, row.boxes) for row in bench.rows}
-    assert {("encoder", 1), ("pipeline", 16), ("stage", 16), ("bulk", 20)} <= sections
+    assert {("encoder", 1), ("pipeline", 16), ("stage", 16), ("bulk", 20), ("encoder", 4)} <= sections
+    compiled = [row.variant for row in bench.rows if "torch.compile" in row.variant]
+    assert len(compiled) == 1 and "max err" in compiled[0]
     assert set(bench.timelines) == {"N=1", "N=16"}
     marks = bench.timelines["N=16"]
     assert list(marks)[-1] == "host result ready" and all(value >= 0 for value in marks.values())

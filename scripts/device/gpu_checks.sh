@@ -2,12 +2,13 @@
 # Copyright 2026 The fgclip_ros authors
 # SPDX-License-Identifier: Apache-2.0
 #
-# The GPU checks of issue 5, as ONE script for one device session (finishes in about 2-3 minutes):
+# The GPU checks of issue 5, as ONE script for one device session (about 3 minutes; up to 8 with EXTRA_RUNS=1):
 #   1. the CUDA tests (test_crops.py, test_gpu_path.py, test_pipeline.py, test_perception_core.py: CUDA ones
-#      run, CPU ones too; a test stuck for 90 s dumps every thread's stack, the whole run is killed at 240 s);
+#      run, CPU ones too; a test stuck for 90 s dumps every thread's stack, the whole run is killed at 180 s);
 #   2. fgclip-bench on ViT-B/16 with random weights: fp16, 64 queries, N = 1, 4, 16, 64 boxes,
 #      bulk 128 / 512, with each N's frame timeline (host and GPU marks) and torch.profiler op tables
-#      (a Chrome trace for N = 16); then N = 16 again (repeatability) and a bf16 run (N = 16, bulk 512).
+#      (a Chrome trace for N = 16); then N = 16 again (repeatability), a bf16 run (N = 16, bulk 512)
+#      and an experiment: the tower compiled with torch.compile at N = 16 (EXTRA_RUNS=0 skips these three).
 # Results land in $OUT, 8 files at most (what the device tool brings back): env.txt, pytest.log,
 # bench.log (log lines, and the tables of the extra runs), bench_fp16.txt/.json/.png, profile.txt,
 # trace_N16.json; the fp16 table and its timelines are printed last.
@@ -64,6 +65,10 @@ if [ "$HAS_CUDA" = "1" ]; then
         bench 45 "${MODEL[@]}" --dtype fp16 --boxes 16 --no-bulk >>"$OUT/bench.log" 2>&1 || status=1
         echo "== bf16 (N=16, bulk 512)"
         bench 45 "${MODEL[@]}" --dtype bf16 --boxes 16 --bulk 512 --no-naive >>"$OUT/bench.log" 2>&1 || status=1
+        # An experiment, so its failure (no compiler, a graph break, the time limit) fails no check.
+        echo "== experiment: the tower compiled with torch.compile (N=16)"
+        bench 200 "${MODEL[@]}" --dtype fp16 --boxes 16 --no-bulk --no-naive --compile-boxes 16 \
+            >>"$OUT/bench.log" 2>&1 || echo "compile experiment did not finish: see bench.log"
     fi
 else
     echo "== no CUDA: small CPU benchmark run (checks the script, not the numbers)"

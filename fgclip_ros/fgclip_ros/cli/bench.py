@@ -90,6 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=50,
         help="CUDA: frames whose host/GPU marks make each N's timeline (default: %(default)s)",
     )
+    parser.add_argument(
+        "--compile-boxes",
+        nargs="+",
+        type=int,
+        default=[],
+        metavar="N",
+        help="experiment: also time the tower compiled with torch.compile at these box counts "
+        "(compiling takes a minute or more per count)",
+    )
+    parser.add_argument(
+        "--compile-backend", default="inductor", help="torch.compile backend (default: %(default)s)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--png", type=Path, default=None, help="plot ms/frame per box count here")
     parser.add_argument("--seed", type=int, default=0)
@@ -134,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         progress=False if args.no_progress else None,
         profile_dir=args.profile,
         timeline_frames=args.timeline_frames,
+        compile_boxes=tuple(args.compile_boxes),
+        compile_backend=args.compile_backend,
     )
     try:
         result = run_bench(config)

@@ -70,6 +70,8 @@ class BenchConfig:
     progress: bool | None = None
     profile_dir: Path | None = None  # torch.profiler tables (and one trace) of the pipeline go here
     timeline_frames: int = 50  # CUDA: frames whose host/GPU marks give each N's timeline
+    compile_boxes: tuple[int, ...] = ()  # CUDA section: also time a torch.compile'd tower at these N
+    compile_backend: str = "inductor"
 
 
 @dataclass
@@ -423,6 +425,37 @@ class _Bench:
                         Path(config.profile_dir),
                         trace=count == _TRACE_BOXES,
                     )
+        if config.compile_boxes:
+            self.run_compiled_tower(fast, tag)
+
+    def run_compiled_tower(self, fast, tag: str) -> None:
+        """An experiment, not the product: does torch.compile (kernel fusion) make the tower faster.
+
+        The tower + head compiled for each asked N, checked against the eager tower, then timed
+        like the "cuda-graph" encoder rows (CUDA: replayed as a graph; CPU: called).
+        """
+        backend = self.config.compile_backend
+        for count in self.config.compile_boxes:
+            raw_crops, _ = fast.crop(self.frame, synthetic_boxes(count, seed=self.config.seed))
+            compiled = torch.compile(fast.run_tower, backend=backend, dynamic=False)
+            start = time.perf_counter()
+            with torch.no_grad():
+                reference, result = fast.run_tower(raw_crops), compiled(raw_crops)
+                if fast.cuda_graphs:
+                    graphs = _TowerGraphs(fast, compiled, buckets=(count,))
+                    result = graphs(raw_crops)
+                    run = graphs
+                else:
+                    run = compiled
+            worst = float((result - reference).abs().max())
+            LOG.info(
+                "torch.compile (%s) of the tower at N=%d: %.1f s, max abs difference to eager %.2e",
+                backend, count, time.perf_counter() - start, worst,
+            )  # fmt: skip
+            kind = "cuda-graph" if fast.cuda_graphs else "called"
+            with torch.no_grad():
+                timing = self.timer.measure(lambda raw=raw_crops, fn=run: fn(raw))
+            self.add("encoder", f"{tag} torch.compile({backend}) {kind}, max err {worst:.1e}", count, timing)
 
     def timeline(self, fast, boxes: np.ndarray, text: torch.Tensor) -> dict[str, float]:
         """Median host and GPU marks of the pipeline over `timeline_frames` frames (see core.timeline)."""
@@ -596,13 +629,14 @@ class _Bench:
 class _TowerGraphs:
     """The image tower + head alone as bucketed CUDA graphs: the targets' "encoder alone with CUDA graph"."""
 
-    def __init__(self, fast):
+    def __init__(self, fast, tower=None, buckets: tuple[int, ...] | None = None):
         from fgclip_ros.core.cuda_graphs import BucketGraphs
 
         size = fast.preprocess.size
-        self._input = torch.zeros((fast.buckets[-1], 3, size, size), dtype=torch.float32, device=fast.device)
+        buckets = buckets or fast.buckets
+        self._input = torch.zeros((max(buckets), 3, size, size), dtype=torch.float32, device=fast.device)
         inputs = lambda bucket: (self._input[:bucket],)  # noqa: E731 - one static buffer, sliced per bucket
-        self._graphs = BucketGraphs(fast.run_tower, inputs, fast.buckets, fast.device, what="tower alone")
+        self._graphs = BucketGraphs(tower or fast.run_tower, inputs, buckets, fast.device, what="tower alone")
         self._graphs.capture()
 
     def bucket_for(self, count: int) -> int | None:
@@ -654,6 +688,9 @@ def summarise(rows: list[Row], config: BenchConfig) -> dict:
                 entry["speedup_vs_naive"] = round(naive.median_ms / pipeline.median_ms, 2)
             if pipeline and graph:
                 entry["pipeline_over_encoder_graph"] = round(pipeline.median_ms / graph.median_ms, 3)
+            compiled = _find(rows, "encoder", count, "torch.compile")
+            if compiled and graph:
+                entry["compiled_tower_speedup"] = round(graph.median_ms / compiled.median_ms, 3)
             if pipeline and two_step:
                 entry["two_step_over_pipeline"] = round(two_step.median_ms / pipeline.median_ms, 3)
             if graph and eager:
