@@ -178,7 +178,7 @@ def crop_batch_torch(image: torch.Tensor, boxes, preprocess: Preprocess,
     if not len(check.boxes):
         return torch.zeros((0, 3, size, size), dtype=torch.float32, device=device), check
     regions = torch.as_tensor(sample_regions(check.boxes, size), dtype=torch.float32, device=device)
-    frame = image.permute(2, 0, 1).unsqueeze(0).float()
+    frame = image.permute(2, 0, 1).unsqueeze(0).to(torch.float32, memory_format=torch.contiguous_format)
     # sampling_ratio=0: per box and axis ceil(region / S) bilinear samples are averaged per output
     # pixel, a box prefilter that keeps downscaled crops from aliasing; upscaled boxes get one sample.
     crops = roi_align(frame, [regions], output_size=(size, size), spatial_scale=1.0,

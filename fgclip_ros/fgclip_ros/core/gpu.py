@@ -134,7 +134,9 @@ class GpuFrameEncoder:
         """(H, W, 3) uint8 frame + (B, 5) ROIs -> (B, 3, S, S) float32 raw crops (0..255)."""
         from torchvision.ops import roi_align
 
-        planar = frame.permute(2, 0, 1).unsqueeze(0).float()  # uint8 HWC -> float32 CHW, one kernel
+        # uint8 HWC -> contiguous float32 CHW in one kernel (a plain .float() would keep the HWC
+        # strides, and roi_align would then make its own contiguous copy).
+        planar = frame.permute(2, 0, 1).unsqueeze(0).to(torch.float32, memory_format=torch.contiguous_format)
         # sampling_ratio=0 / aligned=True: exactly crops.crop_batch_torch's resampling.
         size = (self._size, self._size)
         return roi_align(planar, rois, output_size=size, spatial_scale=1.0, sampling_ratio=0, aligned=True)
