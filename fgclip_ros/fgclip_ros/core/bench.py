@@ -429,7 +429,7 @@ class _Bench:
             self.run_compiled_tower(fast, tag)
 
     def run_compiled_tower(self, fast, tag: str) -> None:
-        """An experiment, not the product: does torch.compile (kernel fusion) make the tower faster.
+        """An experiment, not the product: the tower compiled with torch.compile (kernel fusion), timed.
 
         The tower + head compiled for each asked N, checked against the eager tower, then timed
         like the "cuda-graph" encoder rows (CUDA: replayed as a graph; CPU: called).
