@@ -50,6 +50,7 @@ from fgclip_msgs.msg import FineGrainedDetections  # noqa: E402
 from fgclip_msgs.srv import Query  # noqa: E402
 from fgclip_ros.core.image_codec import decode_raw  # noqa: E402
 from fgclip_ros.core.overlay import MATCHED_RGB  # noqa: E402
+from fgclip_ros.ros.demo_graph import private_graph_env  # noqa: E402
 
 STARTUP_TIMEOUT_S = 180.0  # torch + open_clip import and model load on a busy 2-core machine
 FRAME_TIMEOUT_S = 10.0
@@ -135,12 +136,7 @@ def graph(tmp_path_factory):
     params = write_params(folder / "params.yaml", manifest)
     domain = graph_domain_id()
     env = isolated_env(domain)
-    with pytest.MonkeyPatch.context() as patch:
-        # The test process joins the same isolated graph as the node.
-        patch.setenv("ROS_DOMAIN_ID", str(domain))
-        patch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-        patch.delenv("ROS_LOCALHOST_ONLY", raising=False)
-        patch.delenv("ROS_STATIC_PEERS", raising=False)
+    with private_graph_env(domain):  # the test process joins the same isolated graph as the node
         node = NodeProcess(["--params-file", str(params)], env, folder / "node.log")
         client = None
         try:
