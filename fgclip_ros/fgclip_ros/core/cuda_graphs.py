@@ -21,6 +21,14 @@ LOG = logging.getLogger("fgclip_ros.cuda_graphs")
 WARMUP_RUNS = 3
 
 
+def checked_buckets(buckets: Sequence[int]) -> tuple[int, ...]:
+    """Batch-size buckets sorted and deduplicated; ValueError unless all are positive."""
+    checked = tuple(sorted(set(int(b) for b in buckets)))
+    if not checked or checked[0] < 1:
+        raise ValueError(f"buckets must be positive batch sizes, got {buckets}")
+    return checked
+
+
 class BucketGraphs:
     """`fn(*inputs(bucket))` captured once per bucket (largest first, all in one memory pool).
 
@@ -36,9 +44,7 @@ class BucketGraphs:
         device: torch.device,
         what: str = "batch",
     ):
-        self.buckets = tuple(sorted(set(int(b) for b in buckets)))
-        if not self.buckets or self.buckets[0] < 1:
-            raise ValueError(f"buckets must be positive batch sizes, got {buckets}")
+        self.buckets = checked_buckets(buckets)
         self.device = torch.device(device)
         self._fn, self._inputs, self._what = fn, inputs, what
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from fgclip_ros.core.crops import BoxCheck, sample_regions, validate_boxes
-from fgclip_ros.core.cuda_graphs import BucketGraphs
+from fgclip_ros.core.cuda_graphs import BucketGraphs, checked_buckets
 from fgclip_ros.core.matcher import MatchResult, match_on_device, unpack_match
 from fgclip_ros.core.reprojection import ReprojectionHeads
 from fgclip_ros.core.timeline import FrameTimeline
@@ -84,9 +84,7 @@ class GpuFrameEncoder:
         heads = heads if heads is not None else ReprojectionHeads.identity(self.embed_dim)
         self.heads = heads.to(self.device).float().eval()
         self.input_dtype = _input_dtype(self.model)
-        self.buckets = tuple(sorted(set(int(b) for b in buckets)))
-        if not self.buckets or self.buckets[0] < 1:
-            raise ValueError(f"buckets must be positive batch sizes, got {buckets}")
+        self.buckets = checked_buckets(buckets)
         self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
         self._size = self.preprocess.size
         std = torch.tensor(self.preprocess.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
