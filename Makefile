@@ -22,12 +22,13 @@ SETUP_INPUTS := requirements.txt scripts/setup.sh $(wildcard scripts/cmake/*) \
 
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo lint clean help
+.PHONY: setup test test-fast demo lint clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo   run the demo ($(DEMO_CMD))"
 	@echo "make test   run every test (fgclip_ros/test)"
+	@echo "make test-fast  the unit tests only (pytest -m unit)"
 	@echo "make setup  create/refresh $(VENV): requirements, interfaces, editable fgclip_ros"
 	@echo "make lint   ruff over the repository (ruff.toml)"
 	@echo "make clean  remove $(VENV) and build outputs"
@@ -43,6 +44,9 @@ test: $(STAMP)
 	@echo "$(PYTHON) -m pytest -p no:cacheprovider fgclip_ros/test $(PYTEST_ARGS)"
 	@rc=0; $(PYTHON) -m pytest -p no:cacheprovider fgclip_ros/test $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5)" >&2; fi; exit $$rc
+
+test-fast: $(STAMP)
+	$(PYTHON) -m pytest -p no:cacheprovider -m unit fgclip_ros/test $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(DEMO_CMD)

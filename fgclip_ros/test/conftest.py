@@ -94,3 +94,14 @@ def tiny_model_config_json(tmp_path):
     path = tmp_path / f"{TINY_ARCHITECTURE}.json"
     path.write_text(json.dumps(TINY_CLIP_CONFIG, indent=2))
     return path
+
+
+# The folder a test lives in is its kind: `pytest -m unit` (make test-fast) selects the fast ones.
+TEST_KINDS = ("unit", "graph", "workspace", "demo")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        kind = item.path.parent.name
+        if kind in TEST_KINDS:
+            item.add_marker(getattr(pytest.mark, kind))

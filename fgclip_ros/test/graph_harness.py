@@ -7,7 +7,7 @@ The model is tiny and its answer known: two colour queries made separable by cra
 Isolation: every process gets ROS_DOMAIN_ID = 1 + pid % 101 of the test process and
 ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, so parallel or repeated runs never see each other.
 Every wait has a timeout; the node subprocess is always stopped (SIGINT, then SIGKILL).
-Environment, waits, node subprocess and client node are the demo's own (fgclip_ros.ros.demo_graph),
+Environment, waits, node subprocess and client node are the demo's own (fgclip_ros.ros.private_graph),
 so these tests run the demo's graph plumbing too.
 """
 
@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from fgclip_ros.core.demo import isolated_env  # noqa: F401 - re-exported for the graph tests
-from fgclip_ros.ros.demo_graph import DemoClient, NodeRunner, wait_until
+from fgclip_ros.ros.private_graph import DemoClient, NodeRunner, isolated_env, wait_until  # noqa: F401 - isolated_env re-exported
 
 REPO_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # fgclip_ros/ (the ament package)
 NODE = "/fgclip_perception"

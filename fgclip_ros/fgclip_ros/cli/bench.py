@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    from fgclip_ros.core.bench import BenchConfig, format_table, run_bench, save_png
+    from fgclip_ros.benchmark.bench import BenchConfig, format_table, run_bench, save_png
 
     modes = (
         ["encoder", "pipeline"] + ([] if args.no_naive else ["naive"]) + ([] if args.no_bulk else ["bulk"])

@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
 
     from fgclip_ros.core.errors import FgclipError
-    from fgclip_ros.ros.demo import DemoOptions, DemoUsageError, run_demo
+    from fgclip_ros.demo.run import DemoOptions, DemoUsageError, run_demo
 
     def terminate(signum, frame):  # SIGTERM like Ctrl-C: unwind, so the node is stopped
         raise KeyboardInterrupt

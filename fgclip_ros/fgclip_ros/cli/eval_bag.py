@@ -177,8 +177,8 @@ def print_summary(report: dict, files: dict, out) -> None:
 
 def run(args, out=None, pipeline=None) -> int:
     """`pipeline`: an already built Pipeline (tests); otherwise built from --model."""
-    from fgclip_ros.core.evaluate.bag import EvalBagOptions, check_bag, evaluate_bag, read_queries_file
-    from fgclip_ros.core.evaluate.bag_report import write_report
+    from fgclip_ros.evaluation.bag import EvalBagOptions, check_bag, evaluate_bag, read_queries_file
+    from fgclip_ros.evaluation.bag_report import write_report
 
     out = out or sys.stdout
     bag_path = Path(args.bag)

@@ -85,10 +85,10 @@ def _print_table(results: dict, out) -> None:
 
 def run(args, out=None) -> int:
     from fgclip_ros.core.encoders import build_encoder
-    from fgclip_ros.core.evaluate.fgovd import evaluate_fgovd, find_split_files
-    from fgclip_ros.core.evaluate.plots import plot_mean_ranks
     from fgclip_ros.core.manifest import load_manifest
     from fgclip_ros.core.pipeline import load_manifest_heads
+    from fgclip_ros.evaluation.fgovd import evaluate_fgovd, find_split_files
+    from fgclip_ros.evaluation.plots import plot_mean_ranks
 
     out = out or sys.stdout
     split_files = find_split_files(args.benchmark)

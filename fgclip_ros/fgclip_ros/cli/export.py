@@ -22,7 +22,7 @@ EXIT_VERIFICATION_FAILED = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fgclip_ros.core.export import DEFAULT_OPSET, EXPORT_DTYPES
+    from fgclip_ros.export.onnx import DEFAULT_OPSET, EXPORT_DTYPES
 
     parser = argparse.ArgumentParser(
         prog="fgclip-export",
@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    from fgclip_ros.core.export import ExportVerificationError, export_manifest
     from fgclip_ros.core.manifest import load_manifest
+    from fgclip_ros.export.onnx import ExportVerificationError, export_manifest
 
     try:
         manifest = load_manifest(args.model)

@@ -21,8 +21,8 @@ from fgclip_ros.core.errors import FgclipError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fgclip_ros.core.evaluate.ranks import SPLITS
-    from fgclip_ros.core.synth.benchmark import SET_SEEDS
+    from fgclip_ros.evaluation.ranks import SPLITS
+    from fgclip_ros.synth.benchmark import SET_SEEDS
 
     parser = argparse.ArgumentParser(prog="fgclip-make-fgovd",
                                      description="Render an FG-OVD-format set of the synthetic world.")
@@ -53,8 +53,8 @@ def save_figures(out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from fgclip_ros.core.synth.render import render_object_crop, render_scene
-    from fgclip_ros.core.synth.vocab import CATEGORIES, FAMILY_VALUES, ObjectSpec
+    from fgclip_ros.synth.render import render_object_crop, render_scene
+    from fgclip_ros.synth.vocab import CATEGORIES, FAMILY_VALUES, ObjectSpec
 
     out_dir.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, len(SCENE_SEEDS), figsize=(6.4 * len(SCENE_SEEDS), 6.2), dpi=90)
@@ -105,7 +105,7 @@ def save_figures(out_dir: Path) -> list[Path]:
 
 
 def run(args) -> int:
-    from fgclip_ros.core.synth.benchmark import negative_count, write_benchmark
+    from fgclip_ros.synth.benchmark import negative_count, write_benchmark
 
     if args.figures:
         for path in save_figures(Path(args.figures)):

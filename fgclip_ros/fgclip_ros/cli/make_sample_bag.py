@@ -102,7 +102,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def run(args, out=None) -> int:
-    from fgclip_ros.core.bags.sample import SampleBagConfig, write_sample_bag
+    from fgclip_ros.bags.sample import SampleBagConfig, write_sample_bag
 
     out = out or sys.stdout
     storages = STORAGES if args.storage == "both" else (args.storage,)

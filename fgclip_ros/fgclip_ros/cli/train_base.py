@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from fgclip_ros.core.train.base_model import BaseTrainConfig
+from fgclip_ros.training.base_model import BaseTrainConfig
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ def evaluate_weights(cfg: BaseTrainConfig, weights: str) -> dict:
     import os
 
     from fgclip_ros.core.encoders import TorchEncoder
-    from fgclip_ros.core.train.base_model import (
+    from fgclip_ros.training.base_model import (
         _resolve_device,
         default_model_config,
         evaluate_model,
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{cfg.name}_probes.json").write_text(json.dumps(metrics, indent=2) + "\n")
         return 0
-    from fgclip_ros.core.train.base_model import train_base_model
+    from fgclip_ros.training.base_model import train_base_model
 
     result = train_base_model(cfg)
     print(

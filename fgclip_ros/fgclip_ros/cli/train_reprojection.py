@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from fgclip_ros.core.errors import FgclipError
-from fgclip_ros.core.train.reprojection import HeadTrainConfig
+from fgclip_ros.training.reprojection import HeadTrainConfig
 
 EXIT_USER_ERROR = 2
 
@@ -94,8 +94,8 @@ def detect_categories(spec: str, train_paths) -> list[str] | None:
         return None
     if spec != "auto":
         return [c.strip() for c in spec.split(",") if c.strip()]
-    from fgclip_ros.core.evaluate.fgovd import find_split_files, load_split
-    from fgclip_ros.core.synth.vocab import CATEGORIES, spec_from_caption
+    from fgclip_ros.evaluation.fgovd import find_split_files, load_split
+    from fgclip_ros.synth.vocab import CATEGORIES, spec_from_caption
 
     for path in find_split_files(train_paths).values():
         try:
@@ -111,7 +111,7 @@ def run(args) -> int:
 
     from fgclip_ros.core.encoders import build_encoder
     from fgclip_ros.core.manifest import load_manifest
-    from fgclip_ros.core.train import reprojection as rp
+    from fgclip_ros.training import reprojection as rp
 
     if args.threads:
         torch.set_num_threads(args.threads)

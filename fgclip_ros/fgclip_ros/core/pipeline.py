@@ -107,7 +107,7 @@ class Pipeline:
             return None
         if not torch_encoder:
             raise ValueError(f"gpu_fast_path needs a PyTorch encoder, got {type(self.encoder).__name__}")
-        from fgclip_ros.core.gpu import GpuFrameEncoder
+        from fgclip_ros.core.gpu.frame_encoder import GpuFrameEncoder
 
         return GpuFrameEncoder(self.encoder, self.heads, context_scale=self.context_scale)
 

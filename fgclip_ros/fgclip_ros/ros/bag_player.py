@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from fgclip_ros.core.bags.reader import BagReader
+from fgclip_ros.bags.reader import BagReader
 from fgclip_ros.core.errors import FgclipError
 
 # Reliable writers reach reliable and best-effort readers alike; the depth covers a short stall.

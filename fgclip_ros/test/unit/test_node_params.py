@@ -1,0 +1,92 @@
+# Copyright 2026 The fgclip_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""The parameter file, the declared parameters, the launch file and the bringup's arguments agree."""
+
+import argparse
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("rclpy")
+
+from fgclip_ros.ros.bringup import build_parser, ros_arguments, split_ros_args  # noqa: E402
+from fgclip_ros.ros.params import SPECS, _descriptor, check_value  # noqa: E402
+
+PACKAGE_DIR = Path(__file__).resolve().parents[2]
+
+
+def flatten(mapping: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def test_parameter_file_documents_exactly_the_declared_parameters():
+    data = yaml.safe_load((PACKAGE_DIR / "config" / "perception.yaml").read_text())
+    values = flatten(data["/**"]["ros__parameters"])
+    assert set(values) == {spec.name for spec in SPECS}
+    for spec in SPECS:
+        value = values[spec.name]
+        # rclpy refuses an int for a double parameter: the file must write 1.0, not 1.
+        assert type(value) is type(spec.default), spec.name
+        assert check_value(spec.name, value) is None, spec.name
+
+
+def test_every_parameter_has_a_description():
+    for spec in SPECS:
+        descriptor = _descriptor(spec)
+        assert descriptor.description.strip() and descriptor.name == spec.name
+
+
+def test_check_value_rejects_bad_choices_and_ranges():
+    assert check_value("backend", "tensorrt")
+    assert check_value("min_score", 2.0)
+    assert check_value("prompt_template", "no slot")
+    assert check_value("prompt_template", "") is None
+    assert check_value("qos.input.reliability", "best_effort") is None
+    assert check_value("image_size", [1280, 720]) is None and check_value("image_size", [0, 0]) is None
+    for bad in ([1280], [1280, 0], [-1, 720], [1280, 720, 3]):
+        assert check_value("image_size", bad), bad
+
+
+def test_launch_file_mirrors_the_main_parameters():
+    source = (PACKAGE_DIR / "launch" / "perception.launch.py").read_text()
+    tree = ast.parse(source)  # launch/launch_ros are not on PyPI: check what can be checked here
+    strings = {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+    for argument in ("model", "device", "dtype", "backend", "params_file", "namespace", "autostart"):
+        assert argument in strings, argument
+    for name in ("LifecycleNode", "ChangeState", "OnStateTransition", "generate_launch_description"):
+        assert name in source
+    assert "fgclip-perception" in strings and "fgclip_perception" in strings
+
+
+def test_bringup_arguments():
+    ours, ros = split_ros_args(["--model", "m", "--ros-args", "-r", "image:=/cam/image"])
+    assert ours == ["--model", "m"] and ros == ["-r", "image:=/cam/image"]
+    options = build_parser().parse_args(
+        ["--model", "m", "--queries", "a red mug", "赤い物体", "--no-autostart"]
+    )
+    args = ros_arguments(options, Path("/p.yaml"), ros)
+    assert args[:3] == ["--ros-args", "--params-file", "/p.yaml"]
+    assert 'model:="m"' in args and "autostart:=false" in args
+    assert 'queries:=["a red mug", "赤い物体"]' in args
+    assert args[-2:] == ["-r", "image:=/cam/image"]  # the user's ROS arguments come last and win
+    # Under ros2 launch the parameter files arrive after --ros-args: no default file is added.
+    assert ros_arguments(
+        argparse.Namespace(
+            model=None, device=None, dtype=None, backend=None, queries=None, no_autostart=False
+        ),
+        None,
+        ["--params-file", "/l.yaml"],
+    ) == ["--ros-args", "--params-file", "/l.yaml"]
