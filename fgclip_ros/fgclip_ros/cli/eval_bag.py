@@ -179,6 +179,7 @@ def run(args, out=None, pipeline=None) -> int:
     """`pipeline`: an already built Pipeline (tests); otherwise built from --model."""
     from fgclip_ros.evaluation.bag import EvalBagOptions, check_bag, evaluate_bag, read_queries_file
     from fgclip_ros.evaluation.bag_report import write_report
+    from fgclip_ros.synth.vocab import VOCABULARY
 
     out = out or sys.stdout
     bag_path = Path(args.bag)
@@ -204,6 +205,7 @@ def run(args, out=None, pipeline=None) -> int:
         write_bag=Path(args.write_bag) if args.write_bag else None,
         write_bag_storage=args.write_bag_storage,
         progress=False if args.no_progress else None,
+        vocabulary=VOCABULARY,
     )
     check_bag(bag_path, options)  # a bad bag fails here, before a model is loaded (or downloaded)
     if pipeline is None:

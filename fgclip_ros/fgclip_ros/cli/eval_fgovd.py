@@ -89,6 +89,7 @@ def run(args, out=None) -> int:
     from fgclip_ros.core.pipeline import load_manifest_heads
     from fgclip_ros.evaluation.fgovd import evaluate_fgovd, find_split_files
     from fgclip_ros.evaluation.plots import plot_mean_ranks
+    from fgclip_ros.synth.vocab import VOCABULARY
 
     out = out or sys.stdout
     split_files = find_split_files(args.benchmark)
@@ -116,7 +117,7 @@ def run(args, out=None) -> int:
     start = time.perf_counter()
     results = evaluate_fgovd(split_files, encoder, variants, image_root=args.images, template=template,
                              batch_size=args.batch_size, max_annotations=args.max_annotations,
-                             progress=False if args.no_progress else None)
+                             progress=False if args.no_progress else None, vocabulary=VOCABULARY)
     elapsed = time.perf_counter() - start
 
     report = {

@@ -99,8 +99,9 @@ def topic_queries(truths: Iterable[ObjectTruth]) -> list[str]:
 def candidate_captions(truth: ObjectTruth) -> list[str]:
     """The true caption first, then its hard negatives (every other value of every family)."""
     from fgclip_ros.evaluation.bag import hard_negative_candidates
+    from fgclip_ros.synth.vocab import VOCABULARY
 
-    candidates = hard_negative_candidates(truth)
+    candidates = hard_negative_candidates(truth, VOCABULARY)
     return [truth.caption] if candidates is None else candidates.captions
 
 
@@ -261,6 +262,7 @@ def offline_evaluation(
     from fgclip_ros.core.pipeline import Pipeline
     from fgclip_ros.evaluation.bag import EvalBagOptions, evaluate_bag
     from fgclip_ros.evaluation.bag_report import write_report
+    from fgclip_ros.synth.vocab import VOCABULARY
 
     pipeline = Pipeline.from_manifest(
         model,
@@ -277,6 +279,7 @@ def offline_evaluation(
         min_score=float(params.get("min_score", 0.0)),
         max_detections=int(params.get("max_detections", 100)),
         progress=False,
+        vocabulary=VOCABULARY,
     )
     evaluation = evaluate_bag(bag_path, pipeline, options)
     write_report(evaluation, out_dir)

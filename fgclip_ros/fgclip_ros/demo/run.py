@@ -433,12 +433,13 @@ class _Run:
         from fgclip_ros.bags.messages import stamp_ns
         from fgclip_ros.evaluation.bag import evaluate_published
         from fgclip_ros.evaluation.bag_metrics import QueryJudge
+        from fgclip_ros.synth.vocab import VOCABULARY
 
         started = time.monotonic()
         self.published = sorted(self._decoded("fine"), key=lambda m: stamp_ns(m.header))
-        evaluation, records = evaluate_published(self.bag_path, self.published)
+        evaluation, records = evaluate_published(self.bag_path, self.published, vocabulary=VOCABULARY)
         published_queries = list(dict.fromkeys(q for m in self.published for q in m.queries))
-        self.judge = QueryJudge(published_queries, self.truth_objects)
+        self.judge = QueryJudge(published_queries, self.truth_objects, VOCABULARY)
         frame_of_stamp = {stamp: i for i, stamp in enumerate(self.image_stamps)}
         self.rows = core_demo.object_rows(records, self.judge, frame_of_stamp)
         self.records = records

@@ -7,10 +7,10 @@ vision_msgs/Detection2DArray are paired by header stamp (`core.sync.StampSync`, 
 each pair goes through the node's own ROS-free logic (`core.perception.PerceptionEngine` around the
 core `Pipeline`: same crops, max_detections, min_score and output fields as the published
 FineGrainedDetections; timed), and the labels are compared with the bag's ground truth
-(`core.bags.ground_truth`, read first: it is small). When the ground truth carries the synthetic
-world's attributes, each object's crop is also ranked against hard negatives (its caption with one
-attribute changed, via `ObjectSpec.with_attribute`), as in FG-OVD; the frame's crop embeddings are
-re-scored for that (`PerceptionEngine.score_latest`), so the image tower runs once per frame.
+(`bags.ground_truth`, read first: it is small). When a `Vocabulary` is given and the ground truth
+carries its category and attributes, each object's crop is also ranked against hard negatives (its
+caption with one attribute changed, `Vocabulary.hard_negatives`), as in FG-OVD; the frame's crop
+embeddings are re-scored for that (`PerceptionEngine.score_latest`), so the image tower runs once per frame.
 
 `evaluate_bag` returns the report (a JSON-able dict) and the per-detection records;
 `bag_report.write_report` writes JSON, markdown and PNGs. `--write-bag` output: the image topic
@@ -40,6 +40,7 @@ from fgclip_ros.core.sync import StampSync
 from fgclip_ros.evaluation import bag_metrics
 from fgclip_ros.evaluation.bag_metrics import DetectionRecord
 from fgclip_ros.evaluation.ranks import positive_rank
+from fgclip_ros.evaluation.vocabulary import Vocabulary
 
 LOG = logging.getLogger("fgclip_ros.evaluate.bag")
 OUTPUT_DETECTIONS_TOPIC = "/fgclip/fine_grained_detections"
@@ -60,6 +61,7 @@ class EvalBagOptions:
     labeled_top_k: int = 5  # --write-bag detections_labeled results per box (0 = all)
     max_frames: int | None = None
     hard_negatives: bool = True
+    vocabulary: Vocabulary | None = None  # judges partial queries and builds hard negatives
     warmup: bool = True  # score the first frame once untimed (lazy init, caches)
     write_bag: Path | None = None
     write_bag_storage: str = "mcap"
@@ -139,23 +141,16 @@ class _Candidates:
     values: list[str]
 
 
-def hard_negative_candidates(truth: ObjectTruth) -> _Candidates | None:
-    """None when the ground truth lacks the category/attributes of the synthetic world's vocabulary."""
-    from fgclip_ros.synth.vocab import ATTRIBUTE_FAMILIES, FAMILY_VALUES, ObjectSpec
-
-    if not truth.category or any(f not in truth.attributes for f in ATTRIBUTE_FAMILIES):
+def hard_negative_candidates(truth: ObjectTruth, vocabulary: Vocabulary | None) -> _Candidates | None:
+    """None without a vocabulary or when the ground truth lacks its category/attributes."""
+    if vocabulary is None or not vocabulary.describes(truth.category, truth.attributes):
         return None
-    try:
-        spec = ObjectSpec(truth.category, **{f: truth.attributes[f] for f in ATTRIBUTE_FAMILIES})
-    except (ValueError, TypeError):
-        return None
-    cands = _Candidates([spec.caption()], [None], [""])
-    for family in ATTRIBUTE_FAMILIES:
-        for value in FAMILY_VALUES[family]:
-            if value != getattr(spec, family):
-                cands.captions.append(spec.with_attribute(family, value).caption())
-                cands.families.append(family)
-                cands.values.append(value)
+    attributes = {f: truth.attributes[f] for f in vocabulary.families}
+    cands = _Candidates([vocabulary.caption(truth.category, attributes)], [None], [""])
+    for caption, family, value in vocabulary.hard_negatives(truth.category, attributes):
+        cands.captions.append(caption)
+        cands.families.append(family)
+        cands.values.append(value)
     return cands
 
 
@@ -248,6 +243,7 @@ def evaluate_published(
     published: list,
     ground_truth_topic: str = GROUND_TRUTH_TOPIC,
     tolerance_s: float = 0.01,
+    vocabulary: Vocabulary | None = None,
 ) -> tuple[dict, list[DetectionRecord]]:
     """Score FineGrainedDetections the node published for a bag's frames against the bag's ground truth.
 
@@ -272,7 +268,9 @@ def evaluate_published(
             lookup.find(messages.stamp_ns(m.header)) is not None for m in published
         ),
         "labels": bag_metrics.labels_table(records, queries),
-        "accuracy": bag_metrics.accuracy_metrics(records, bag_metrics.QueryJudge(queries, truth_objects))
+        "accuracy": bag_metrics.accuracy_metrics(
+            records, bag_metrics.QueryJudge(queries, truth_objects, vocabulary)
+        )
         if truths
         else None,
     }
@@ -282,11 +280,13 @@ def evaluate_published(
 class _HardNegatives:
     """Candidate captions of every attributed ground-truth object, embedded once before the timed pass."""
 
-    def __init__(self, engine: PerceptionEngine, truth_objects: list[ObjectTruth], enabled: bool):
+    def __init__(
+        self, engine: PerceptionEngine, truth_objects: list[ObjectTruth], vocabulary: Vocabulary | None
+    ):
         self.by_caption: dict[str, _Candidates] = {}
-        for obj in truth_objects if enabled else []:
+        for obj in truth_objects if vocabulary is not None else []:
             if obj.caption not in self.by_caption:
-                cands = hard_negative_candidates(obj)
+                cands = hard_negative_candidates(obj, vocabulary)
                 if cands is not None:
                     self.by_caption[obj.caption] = cands
         self.captions = list(dict.fromkeys(c for cs in self.by_caption.values() for c in cs.captions))
@@ -326,7 +326,9 @@ class _BagRun:
             pipeline, max_detections=options.max_detections, min_score=options.min_score
         )
         self.engine.set_queries(self.inputs.queries)
-        self.negatives = _HardNegatives(self.engine, self.inputs.truth_objects, options.hard_negatives)
+        self.negatives = _HardNegatives(
+            self.engine, self.inputs.truth_objects, options.vocabulary if options.hard_negatives else None
+        )
         tolerance_ns = int(round(options.tolerance_s * 1e9))
         self.lookup = _TruthLookup(self.inputs.truths, tolerance_ns)
         self.sync = StampSync(
@@ -480,13 +482,12 @@ class _BagRun:
             "ranking": None,
         }
         if inputs.truths:
-            judge = bag_metrics.QueryJudge(inputs.queries, inputs.truth_objects)
+            vocabulary = options.vocabulary
+            judge = bag_metrics.QueryJudge(inputs.queries, inputs.truth_objects, vocabulary)
             report["accuracy"] = bag_metrics.accuracy_metrics(self.records, judge)
             if self.negatives.captions:
-                from fgclip_ros.synth.vocab import ATTRIBUTE_FAMILIES, FAMILY_VALUES
-
                 report["ranking"] = bag_metrics.ranking_metrics(
-                    self.records, ATTRIBUTE_FAMILIES, FAMILY_VALUES
+                    self.records, vocabulary.families, vocabulary.family_values
                 )
         if self.out is not None:
             report["written_bag"] = str(options.write_bag)

@@ -9,9 +9,9 @@ demo (which scores what the node published) compute identical numbers the same w
 
 When is a query "true" for an object (QueryJudge)?
 - the query equals the object's caption (case and whitespace ignored), or
-- the ground truth carries category + attributes and every word of the query except articles is a
-  value of the synthetic world's vocabulary that the object has ("red mug" is true for every red
-  mug; "mug" for every mug). Other free text cannot be judged and is listed as unevaluable.
+- a `Vocabulary` is given, the ground truth carries category + attributes and every word of the
+  query except articles is a value of that vocabulary that the object has ("red mug" is true for
+  every red mug; "mug" for every mug). Other free text cannot be judged and is listed as unevaluable.
 """
 
 import functools
@@ -23,24 +23,14 @@ import numpy as np
 from fgclip_ros.bags.ground_truth import FrameTruth, ObjectTruth
 from fgclip_ros.bags.messages import LabelledDetection
 from fgclip_ros.evaluation.ranks import chance_mean_rank, mean_rank, median_rank
+from fgclip_ros.evaluation.vocabulary import ARTICLES, Vocabulary
 
-ARTICLES = frozenset({"a", "an", "the"})
 IOU_MATCH = 0.5
 
 
 @functools.lru_cache(maxsize=65536)
 def normalize_text(text: str) -> str:
     return " ".join(text.lower().split())
-
-
-def _vocab_terms() -> dict[str, str]:
-    """Word -> family ("category" or an attribute family) of the synthetic world's vocabulary."""
-    from fgclip_ros.synth.vocab import CATEGORIES, FAMILY_VALUES
-
-    terms = {c: "category" for c in CATEGORIES}
-    for family, values in FAMILY_VALUES.items():
-        terms.update({v: family for v in values})
-    return terms
 
 
 def parse_vocab_query(query: str, terms: dict[str, str]) -> dict[str, str] | None:
@@ -58,11 +48,11 @@ def parse_vocab_query(query: str, terms: dict[str, str]) -> dict[str, str] | Non
 class QueryJudge:
     """Decides whether a query correctly describes a ground-truth object (rules in the module docstring)."""
 
-    def __init__(self, queries: list[str], truths: list[ObjectTruth]):
+    def __init__(self, queries: list[str], truths: list[ObjectTruth], vocabulary: Vocabulary | None = None):
         self.queries = list(queries)
         captions = {normalize_text(o.caption) for o in truths}
-        with_attributes = any(o.category and o.attributes for o in truths)
-        terms = _vocab_terms() if with_attributes else {}
+        with_attributes = vocabulary is not None and any(o.category and o.attributes for o in truths)
+        terms = vocabulary.terms() if with_attributes else {}
         self._parsed = {q: parse_vocab_query(q, terms) if with_attributes else None for q in self.queries}
         self.evaluable = [
             q for q in self.queries if normalize_text(q) in captions or self._parsed[q] is not None

@@ -30,6 +30,7 @@ from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.core.reprojection import ReprojectionHeads
 from fgclip_ros.evaluation import ranks
 from fgclip_ros.evaluation.ranks import FGOVD_FILE_NAMES, SPLITS
+from fgclip_ros.evaluation.vocabulary import Vocabulary
 
 LOG = logging.getLogger("fgclip_ros.evaluate.fgovd")
 CATEGORY_PROMPT = "a {}"
@@ -270,15 +271,10 @@ def category_accuracy(image_emb: torch.Tensor, category_emb: torch.Tensor, true_
     return float((own > others.max(dim=1).values).float().mean())
 
 
-def _synthetic_categories(captions: Sequence[str]) -> list[str] | None:
-    """Each caption's category when all are synthetic-world captions, else None."""
-    # numpy-only; real FG-OVD captions fail to parse
-    from fgclip_ros.synth.vocab import spec_from_caption
-
-    try:
-        return [spec_from_caption(c).category for c in captions]
-    except ValueError:
-        return None
+def _vocabulary_categories(captions: Sequence[str], vocabulary: Vocabulary | None) -> list[str] | None:
+    """Each caption's category when the vocabulary wrote all of them, else None (e.g. real FG-OVD)."""
+    parsed = [vocabulary.parse(c) for c in captions] if vocabulary is not None else [None]
+    return None if any(p is None for p in parsed) else [p[0] for p in parsed]
 
 
 def evaluate_fgovd(
@@ -290,12 +286,14 @@ def evaluate_fgovd(
     batch_size: int = 64,
     max_annotations: int | None = None,
     progress: bool | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> dict[str, VariantResult]:
     """Evaluate ``encoder`` under each named set of heads on each split file.
 
     ``variants`` maps a name to heads (None = plain cosine on the raw embeddings, also right for
     encoders whose graphs hold the heads). ``image_root`` defaults to each file's folder (our sets);
     for FG-OVD pass the COCO 2017 root. ``max_annotations`` keeps the first N of each split.
+    With a ``vocabulary`` whose captions the positives are, category accuracy is measured too.
     """
     with_heads = [name for name, h in variants.items() if h is not None and h.sides != "none"]
     if getattr(encoder, "projected", False) and with_heads:
@@ -339,13 +337,12 @@ def evaluate_fgovd(
             if valid[ann.crop]:
                 object_caption.setdefault(ann.crop, ann.positive)
     object_rows = np.array(list(object_caption), dtype=np.int64)
-    object_categories = _synthetic_categories(list(object_caption.values()))
+    object_categories = _vocabulary_categories(list(object_caption.values()), vocabulary)
     raw_category = None
     if object_categories is not None:
-        from fgclip_ros.synth.vocab import CATEGORIES
-
-        raw_category = _encode_texts(encoder, [CATEGORY_PROMPT.format(c) for c in CATEGORIES], template, 256)
-        true_index = np.array([CATEGORIES.index(c) for c in object_categories], dtype=np.int64)
+        categories = vocabulary.categories
+        raw_category = _encode_texts(encoder, [CATEGORY_PROMPT.format(c) for c in categories], template, 256)
+        true_index = np.array([categories.index(c) for c in object_categories], dtype=np.int64)
 
     results: dict[str, VariantResult] = {}
     for name, heads in variants.items():

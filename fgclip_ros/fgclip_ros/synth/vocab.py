@@ -10,6 +10,8 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from fgclip_ros.evaluation.vocabulary import Vocabulary
+
 CATEGORIES: tuple[str, ...] = ("mug", "bottle", "bowl", "box", "ball", "can", "cup", "vase")
 
 # Saturated, well separated hues plus brown, white and black, so a 64 px crop shows the name unambiguously.
@@ -97,3 +99,11 @@ def random_spec(rng: np.random.Generator) -> ObjectSpec:
         options = FAMILY_VALUES[family]
         values[family] = options[rng.integers(len(options))]
     return ObjectSpec(**values)
+
+
+# What the evaluators judge the synthetic world's ground truth with (they never import this module).
+VOCABULARY = Vocabulary(
+    CATEGORIES,
+    FAMILY_VALUES,
+    caption=lambda category, attributes: ObjectSpec(category, **attributes).caption(),
+)

@@ -30,7 +30,7 @@ from fgclip_ros.bags.messages import LabelledDetection
 from fgclip_ros.demo import offline as core_demo
 from fgclip_ros.evaluation.bag_metrics import QueryJudge, accuracy_metrics, records_for_frame
 from fgclip_ros.ros import private_graph
-from fgclip_ros.synth.vocab import ATTRIBUTE_FAMILIES, FAMILY_VALUES, ObjectSpec
+from fgclip_ros.synth.vocab import ATTRIBUTE_FAMILIES, FAMILY_VALUES, VOCABULARY, ObjectSpec
 
 DEMO_TIMEOUT_S = 400.0  # a busy 2-core machine: torch imports in two processes, model load, 4 frames
 E2E_FRAMES = 4
@@ -116,7 +116,7 @@ def assert_demo_outputs_consistent(result: subprocess.CompletedProcess, out: Pat
     # What the node published, as recorded, scored again here: the demo reports exactly this.
     published = recorded_node_messages(out)
     assert len(published) == demo["frames_answered"]
-    recomputed, records = evaluate_published(out / "sample_bag", published)
+    recomputed, records = evaluate_published(out / "sample_bag", published, vocabulary=VOCABULARY)
     recomputed = json.loads(json.dumps(recomputed))
     assert report["evaluation"]["accuracy"] == recomputed["accuracy"]
     assert report["evaluation"]["labels"] == recomputed["labels"]
@@ -321,7 +321,7 @@ def test_object_rows_count_exactly_what_accuracy_metrics_counts():
         LabelledDetection("?", (50, 50, 60, 60), True, "", 0, mug.caption(), 0.9, 0.5, 0.1, np.zeros(0)),
     ]
     records = records_for_frame(0, 5, labels, truth)
-    judge = QueryJudge(queries, truth.objects)
+    judge = QueryJudge(queries, truth.objects, VOCABULARY)
     rows = core_demo.object_rows(records, judge, {5: 7})
     assert [r.correct for r in rows] == [True, False, False, None]
     assert [r.status for r in rows] == ["matched", "matched", "rejected", "matched"]

@@ -25,7 +25,7 @@ from fgclip_ros.evaluation.bag import (
 )
 from fgclip_ros.evaluation.bag_metrics import QueryJudge
 from fgclip_ros.evaluation.bag_report import write_report
-from fgclip_ros.synth.vocab import ATTRIBUTE_FAMILIES, FAMILY_VALUES, ObjectSpec
+from fgclip_ros.synth.vocab import ATTRIBUTE_FAMILIES, FAMILY_VALUES, VOCABULARY, ObjectSpec
 
 SMALL = {"frames": 6, "width": 128, "height": 96}
 
@@ -96,7 +96,12 @@ def test_metrics_match_a_direct_computation_from_the_frame_outputs(sample, pipel
     evaluation = evaluate_bag(
         sample,
         pipeline,
-        EvalBagOptions(queries_from_ground_truth=True, progress=False, write_bag=tmp_path / "out_bag"),
+        EvalBagOptions(
+            queries_from_ground_truth=True,
+            progress=False,
+            write_bag=tmp_path / "out_bag",
+            vocabulary=VOCABULARY,
+        ),
     )
     report = evaluation.report
     images, dets, truths = _read_bag(sample)
@@ -155,7 +160,7 @@ def test_metrics_match_a_direct_computation_from_the_frame_outputs(sample, pipel
     published_best = np.array([d.best_query for m in published for d in m.detections])
     assert np.mean(published_best == true) == pytest.approx(accuracy["top1_accuracy"])
     # ... and scoring published messages (what the demo does with the node's output) gives the same report
-    from_published, _ = evaluate_published(sample, published)
+    from_published, _ = evaluate_published(sample, published, vocabulary=VOCABULARY)
     assert from_published["accuracy"] == accuracy and from_published["labels"] == report["labels"]
     first = labeled[0].detections[0]
     assert first.results[0].hypothesis.class_id == published[0].detections[0].best_query
@@ -177,7 +182,7 @@ def test_query_judge_accepts_partial_vocabulary_queries():
         {"color": "red", "material": "plastic", "pattern": "plain", "transparency": "opaque"},
     )
     judge = QueryJudge(
-        ["red mug", "a mug", "blue mug", "An opaque red plain plastic mug", "my coffee"], [mug]
+        ["red mug", "a mug", "blue mug", "An opaque red plain plastic mug", "my coffee"], [mug], VOCABULARY
     )
     assert [q for q in judge.queries if judge.is_true(q, mug)] == [
         "red mug",
@@ -185,6 +190,9 @@ def test_query_judge_accepts_partial_vocabulary_queries():
         "An opaque red plain plastic mug",
     ]
     assert judge.unevaluable == ["my coffee"]
+    # Without a vocabulary only the exact caption can be judged.
+    exact = QueryJudge(judge.queries, [mug])
+    assert exact.evaluable == ["An opaque red plain plastic mug"]
 
 
 def test_compressed_images_are_detected_and_decoded(tmp_path, pipeline):
@@ -303,10 +311,17 @@ def test_cli_bad_input_exits_2_naming_what_is_missing(case, sample, tiny_manifes
 
 
 def test_attribute_accuracy_is_the_share_of_family_rank_one(sample, pipeline):
-    records = evaluate_bag(sample, pipeline, EvalBagOptions(queries=["a mug"], progress=False)).records
+    options = EvalBagOptions(queries=["a mug"], progress=False, vocabulary=VOCABULARY)
+    records = evaluate_bag(sample, pipeline, options).records
     ranked = [r for r in records if r.rank is not None]
     assert ranked
     for record in ranked:
         for family, rank in record.family_ranks.items():
             assert (rank == 1) == (record.family_predicted[family] == record.truth.attributes[family])
         assert record.rank >= max(record.family_ranks.values())
+
+
+def test_without_a_vocabulary_there_are_no_hard_negatives(sample, pipeline):
+    # The evaluator knows no world of its own: the ranking needs the vocabulary the caller passes.
+    report = evaluate_bag(sample, pipeline, EvalBagOptions(queries=["a mug"], progress=False)).report
+    assert report["ranking"] is None and report["accuracy"]["evaluable_queries"] == []

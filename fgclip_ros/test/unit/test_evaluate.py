@@ -24,6 +24,7 @@ from fgclip_ros.evaluation.fgovd import (
     score_split,
 )
 from fgclip_ros.synth.benchmark import write_benchmark
+from fgclip_ros.synth.vocab import VOCABULARY
 
 
 def test_rank_counts_ties_against_the_positive():
@@ -95,7 +96,9 @@ def _random_heads(seed: int, dim: int = 32) -> ReprojectionHeads:
 def test_end_to_end_matches_a_direct_computation(tiny_set, tiny_encoder):
     heads = _random_heads(0)
     variants = {"cosine": None, "identity": ReprojectionHeads.identity(32), "linear": heads}
-    results = evaluate_fgovd(find_split_files([tiny_set]), tiny_encoder, variants, progress=False)
+    results = evaluate_fgovd(
+        find_split_files([tiny_set]), tiny_encoder, variants, progress=False, vocabulary=VOCABULARY
+    )
     assert results["cosine"].complete and len(results["cosine"].splits) == 8
     for name in variants:
         r = results[name]
