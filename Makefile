@@ -18,7 +18,8 @@ DEMO_CMD ?= $(VENV)/bin/fgclip-demo --model $(DEMO_MODEL) --out $(DEMO_OUT)
 # Everything scripts/setup.sh hashes: a change to any of them re-runs it (it is also fast when idle).
 SETUP_INPUTS := requirements.txt scripts/setup.sh $(wildcard scripts/cmake/*) \
 	$(shell find fgclip_msgs compat/vision_msgs -type f 2>/dev/null) \
-	fgclip_ros/setup.py fgclip_ros/setup.cfg fgclip_ros/package.xml
+	fgclip_ros/setup.py fgclip_ros/setup.cfg fgclip_ros/package.xml \
+	$(shell find fgclip_ros/launch fgclip_ros/config fgclip_ros/models -type f 2>/dev/null)
 
 PYTEST_ARGS ?=
 
@@ -29,7 +30,7 @@ help:
 	@echo "make demo   run the demo ($(DEMO_CMD))"
 	@echo "make test   run every test (fgclip_ros/test)"
 	@echo "make test-fast  the unit tests only (pytest -m unit)"
-	@echo "make setup  create/refresh $(VENV): requirements, interfaces, editable fgclip_ros"
+	@echo "make setup  create/refresh $(VENV): requirements, interfaces, editable fgclip_ros, ROS prefix"
 	@echo "make lint   ruff over the repository (ruff.toml)"
 	@echo "make clean  remove $(VENV) and build outputs"
 

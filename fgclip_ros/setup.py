@@ -1,9 +1,12 @@
 # Copyright 2026 The fgclip_ros authors
 # SPDX-License-Identifier: Apache-2.0
-"""Packaging of fgclip_ros: an ament_python package that also installs with `pip install -e`.
+"""Packaging of fgclip_ros: an ament_python package that also installs with pip.
 
-colcon (ament_python) and pip both run this file. The share files (ament index marker,
-package.xml, launch/, config/, models/) go to <prefix>/share/... through data_files in both cases.
+colcon (ament_python) and a regular `pip install` run this file and install the share files
+(ament index marker, package.xml, launch/, config/, models/) under <prefix>/share through
+data_files, and the console scripts under <prefix>/lib/fgclip_ros (setup.cfg). An editable
+`pip install -e` (PEP 660) installs no data_files: scripts/setup.sh links them into the venv from
+the list `data_files()` computes here, and links the console scripts into lib/fgclip_ros.
 """
 
 import os

@@ -2,18 +2,20 @@
 # SPDX-License-Identifier: Apache-2.0
 """Launch the fgclip_perception lifecycle node with config/perception.yaml and drive it to active.
 
-    ros2 launch fgclip_ros perception.launch.py
+    ros2 launch fgclip_ros perception.launch.py image_topic:=/camera/image_raw detections_topic:=/detections
     ros2 launch fgclip_ros perception.launch.py model:=openai-vit-b-16 device:=cuda dtype:=fp16 \
-        namespace:=robot1 params_file:=/path/to/my_perception.yaml autostart:=false
+        namespace:=robot1 params_file:=/path/to/my_perception.yaml autostart:=false use_sim_time:=true
 
 Arguments left empty (model, device, dtype, backend) keep the value from the parameter file.
 With autostart:=true (default) this file emits the lifecycle transitions itself: configure at
 start, then activate once configuring has ended in 'inactive'; the node's own `autostart`
 parameter is forced to false so the two mechanisms never race. With autostart:=false the node
 waits in 'unconfigured' for `ros2 lifecycle set /fgclip_perception configure` (then activate).
-Topics are remapped the usual way, e.g. add to the node below:
-    remappings=[("image", "/camera/image_raw"), ("detections", "/detector/detections")]
-The pip world has no `ros2 launch`; `fgclip-perception --params-file ...` does the same there.
+image_topic and detections_topic remap the node's inputs (image_transport naming: with
+`image_transport: compressed` the node subscribes to `<image_topic>/compressed`); use_sim_time
+sets the node's parameter of that name (replaying a bag with a /clock).
+The pip world has no `ros2 launch`; `fgclip-perception --params-file ... --image-topic T
+--detections-topic T [--use-sim-time]` does the same there.
 """
 
 import os
@@ -29,6 +31,7 @@ from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
 PACKAGE = "fgclip_ros"
+EXECUTABLE = "fgclip-perception"
 NODE_NAME = "fgclip_perception"
 # Launch arguments that, when not empty, override the parameter of the same name.
 OVERRIDABLE = {
@@ -47,9 +50,16 @@ def _node_and_transitions(context):
     params_file = LaunchConfiguration("params_file").perform(context)
     namespace = LaunchConfiguration("namespace").perform(context)
     autostart = _is_true(LaunchConfiguration("autostart").perform(context))
+    remappings = [
+        ("image", LaunchConfiguration("image_topic").perform(context)),
+        ("detections", LaunchConfiguration("detections_topic").perform(context)),
+    ]
 
     # The launch file owns the transitions, so the node must not start itself.
-    overrides = {"autostart": False}
+    overrides = {
+        "autostart": False,
+        "use_sim_time": _is_true(LaunchConfiguration("use_sim_time").perform(context)),
+    }
     for name in OVERRIDABLE:
         value = LaunchConfiguration(name).perform(context).strip()
         if value:
@@ -57,9 +67,10 @@ def _node_and_transitions(context):
 
     node = LifecycleNode(
         package=PACKAGE,
-        executable="fgclip-perception",
+        executable=EXECUTABLE,
         name=NODE_NAME,
         namespace=namespace,
+        remappings=remappings,
         output="screen",
         emulate_tty=True,
         parameters=[params_file, overrides],
@@ -102,6 +113,19 @@ def generate_launch_description():
             description="Parameter YAML of the node (THE parameter file by default).",
         ),
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node."),
+        DeclareLaunchArgument(
+            "image_topic",
+            default_value="image",
+            description="Input image topic (image_transport base; compressed: <image_topic>/compressed).",
+        ),
+        DeclareLaunchArgument(
+            "detections_topic",
+            default_value="detections",
+            description="Input vision_msgs/Detection2DArray topic.",
+        ),
+        DeclareLaunchArgument(
+            "use_sim_time", default_value="false", description="Use the /clock topic as time (true | false)."
+        ),
         DeclareLaunchArgument(
             "autostart",
             default_value="true",

@@ -3,7 +3,7 @@
 """A rosbags Typestore that knows every message type fgclip_ros reads or writes.
 
 Base: rosbags' built-in ROS 2 Kilted store (std_msgs, sensor_msgs, geometry_msgs, ...). On top:
-vision_msgs (the 2D subset, wire-identical with vision_msgs 4.1.x) and fgclip_msgs, parsed from
+vision_msgs (all 16 messages of 4.1.1, wire-identical copy) and fgclip_msgs, parsed from
 the .msg files of this repository, so a bag written here carries exactly the definitions the node
 publishes with. The .msg folders are found in the source tree, then in the installed share folders
 (ament index / `<prefix>/share`), so the same code works from a clone, a pip install or colcon.
