@@ -67,6 +67,7 @@ CONSOLE_SCRIPTS = [
     "fgclip-export",  # ONNX export with folded heads (issue 5)
     "fgclip-bench",  # latency/throughput benchmark (issue 5)
     "fgclip-eval-bag",  # evaluate the node on a recorded bag (issue 6)
+    "fgclip-eval-bags",  # evaluate many bags in one report, in-process or on Ray
     "fgclip-make-sample-bag",  # write the bundled sample bag (issue 6)
     "fgclip-play-bag",  # replay a rosbag2 into the graph (the pip world has no `ros2 bag play`)
     "fgclip-demo",  # the main job: node + sample bag replay + queries + report (issue 6)

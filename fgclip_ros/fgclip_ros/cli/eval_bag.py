@@ -41,13 +41,30 @@ def node_defaults() -> dict:
 
 
 def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
-    d = defaults if defaults is not None else node_defaults()
-    sync = d.get("sync") or {}
     parser = argparse.ArgumentParser(
         prog="fgclip-eval-bag",
         description="Fine-grained labels of a bag's detections: accuracy, hard-negative ranks, latency.",
     )
     parser.add_argument("bag", help="rosbag2 folder, or a single .mcap / .db3 file")
+    output = add_evaluation_arguments(parser, defaults)
+    output.add_argument("--out", default=None, metavar="DIR", help="report folder (default: eval_<bag name>)")
+    output.add_argument(
+        "--write-bag",
+        default=None,
+        metavar="PATH",
+        help="also write a bag of the outputs (image, FineGrainedDetections, labelled Detection2DArray)",
+    )
+    output.add_argument("--write-bag-storage", choices=("mcap", "sqlite3"), default="mcap")
+    return parser
+
+
+def add_evaluation_arguments(parser: argparse.ArgumentParser, defaults: dict | None = None):
+    """Topic, query, model and scoring options of an evaluation (shared with fgclip-eval-bags).
+
+    Returns the "output" argument group, for the options that differ between the two commands.
+    """
+    d = defaults if defaults is not None else node_defaults()
+    sync = d.get("sync") or {}
     topics = parser.add_argument_group("topics")
     topics.add_argument(
         "--image-topic",
@@ -107,14 +124,6 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         help="boxes scored per frame, the rest rejected (0 = all; default: %(default)s)",
     )
     output = parser.add_argument_group("output")
-    output.add_argument("--out", default=None, metavar="DIR", help="report folder (default: eval_<bag name>)")
-    output.add_argument(
-        "--write-bag",
-        default=None,
-        metavar="PATH",
-        help="also write a bag of the outputs (image, FineGrainedDetections, labelled Detection2DArray)",
-    )
-    output.add_argument("--write-bag-storage", choices=("mcap", "sqlite3"), default="mcap")
     output.add_argument(
         "--labeled-top-k",
         type=int,
@@ -125,7 +134,7 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     output.add_argument("--no-hard-negatives", action="store_true", help="skip the hard-negative ranking")
     output.add_argument("--no-progress", action="store_true", help="no progress bar")
     output.add_argument("-q", "--quiet", action="store_true", help="no log lines on stderr")
-    return parser
+    return output
 
 
 def _fmt_pct(value) -> str:
@@ -175,22 +184,17 @@ def print_summary(report: dict, files: dict, out) -> None:
         print(f"output bag: {report['written_bag']}", file=out)
 
 
-def run(args, out=None, pipeline=None) -> int:
-    """`pipeline`: an already built Pipeline (tests); otherwise built from --model."""
-    from fgclip_ros.evaluation.bag import EvalBagOptions, check_bag, evaluate_bag, read_queries_file
-    from fgclip_ros.evaluation.bag_report import write_report
+def evaluation_options(args):
+    """EvalBagOptions from the arguments of `add_evaluation_arguments` (queries file read here)."""
+    from fgclip_ros.evaluation.bag import EvalBagOptions, read_queries_file
     from fgclip_ros.synth.vocab import VOCABULARY
 
-    out = out or sys.stdout
-    bag_path = Path(args.bag)
     queries = list(args.query)
     if args.queries_file:
         queries += read_queries_file(args.queries_file)
     if not queries and not args.queries_from_ground_truth:
         raise FgclipError("no queries: pass --queries-file, --query and/or --queries-from-ground-truth")
-    if args.write_bag and Path(args.write_bag).exists():
-        raise FgclipError(f"--write-bag {args.write_bag} exists; remove it or choose another path")
-    options = EvalBagOptions(
+    return EvalBagOptions(
         image_topic=args.image_topic,
         detections_topic=args.detections_topic,
         ground_truth_topic=args.ground_truth_topic,
@@ -202,19 +206,27 @@ def run(args, out=None, pipeline=None) -> int:
         labeled_top_k=args.labeled_top_k,
         max_frames=args.max_frames,
         hard_negatives=not args.no_hard_negatives,
-        write_bag=Path(args.write_bag) if args.write_bag else None,
-        write_bag_storage=args.write_bag_storage,
         progress=False if args.no_progress else None,
         vocabulary=VOCABULARY,
     )
+
+
+def run(args, out=None, pipeline=None) -> int:
+    """`pipeline`: an already built Pipeline (tests); otherwise built from --model."""
+    from fgclip_ros.evaluation.bag import check_bag, evaluate_bag
+    from fgclip_ros.evaluation.bag_report import write_report
+
+    out = out or sys.stdout
+    bag_path = Path(args.bag)
+    options = evaluation_options(args)
+    if args.write_bag and Path(args.write_bag).exists():
+        raise FgclipError(f"--write-bag {args.write_bag} exists; remove it or choose another path")
+    options.write_bag = Path(args.write_bag) if args.write_bag else None
+    options.write_bag_storage = args.write_bag_storage
     check_bag(bag_path, options)  # a bad bag fails here, before a model is loaded (or downloaded)
     if pipeline is None:
-        pipeline = _build_pipeline(args)
-    if args.template is not None:
-        try:
-            pipeline.query_bank.set_template(args.template)
-        except ValueError as exc:
-            raise FgclipError(f"--template: {exc}") from None
+        pipeline = build_pipeline(args)
+    apply_template(pipeline, args.template)
     evaluation = evaluate_bag(bag_path, pipeline, options)
     out_dir = Path(args.out) if args.out else Path(f"eval_{bag_path.resolve().name}")
     files = write_report(evaluation, out_dir)
@@ -222,7 +234,16 @@ def run(args, out=None, pipeline=None) -> int:
     return 0
 
 
-def _build_pipeline(args):
+def apply_template(pipeline, template: str | None) -> None:
+    if template is not None:
+        try:
+            pipeline.query_bank.set_template(template)
+        except ValueError as exc:
+            raise FgclipError(f"--template: {exc}") from None
+
+
+def build_pipeline(args):
+    """The Pipeline of --model/--backend/--device/--dtype/--context-scale/--min-score."""
     from fgclip_ros.core.perception import resolve_device
     from fgclip_ros.core.pipeline import Pipeline
 

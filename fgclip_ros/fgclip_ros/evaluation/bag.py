@@ -24,6 +24,7 @@ import logging
 import time
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,7 @@ class EvalBagOptions:
     write_bag: Path | None = None
     write_bag_storage: str = "mcap"
     progress: bool | None = None  # None: a bar when stderr is a terminal
+    on_image: Callable[[], None] | None = None  # called per image message read (a caller's own progress)
 
 
 @dataclass
@@ -369,6 +371,8 @@ class _BagRun:
         )
         for m in self.bag.messages([image_topic, det_topic]):
             bar.update(1)
+            if m.topic == image_topic and self.options.on_image is not None:
+                self.options.on_image()
             if self.options.max_frames is not None and len(self.process_ms) >= self.options.max_frames:
                 self.skipped["messages after --max-frames"] += 1
                 continue
