@@ -9,6 +9,7 @@ Use the fixtures (`tiny_clip`, `tiny_transform`, `tiny_encoder`, `tiny_encoder_f
 import copy
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -94,6 +95,19 @@ def tiny_model_config_json(tmp_path):
     path = tmp_path / f"{TINY_ARCHITECTURE}.json"
     path.write_text(json.dumps(TINY_CLIP_CONFIG, indent=2))
     return path
+
+
+def write_tiny_manifest(folder) -> Path:
+    """A manifest of the tiny model (config, state dict) in `folder`, loadable by any process."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tiny.json").write_text(json.dumps(TINY_CLIP_CONFIG))
+    torch.save(make_tiny_clip(0).state_dict(), folder / "tiny.pt")
+    (folder / "tiny.yaml").write_text(
+        f"architecture: {TINY_ARCHITECTURE}\nmodel_config: {{path: tiny.json}}\n"
+        "weights: {path: tiny.pt}\ninput_size: 32\nembed_dim: 32\n"
+    )
+    return folder / "tiny.yaml"
 
 
 # The folder a test lives in is its kind: `pytest -m unit` (make test-fast) selects the fast ones.

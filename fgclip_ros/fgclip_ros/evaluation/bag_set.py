@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -248,6 +249,7 @@ def bag_entry(
         "status": "failed" if reason else "ok",
         "reason": reason,
         "reused": False,
+        "worker": f"{socket.gethostname()}:{os.getpid()}",  # which process evaluated it
         "elapsed_s": elapsed_s,
         "storage": None,
         "counts": None,

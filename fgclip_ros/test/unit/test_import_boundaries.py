@@ -76,3 +76,36 @@ def test_the_checker_sees_a_reverse_import(tmp_path):
     bad.write_text("from fgclip_ros.training.reprojection import x\nimport fgclip_ros.ros.params\n"
                    "from fgclip_ros import demo\n")
     assert [target for _, target in imported_parts(bad)] == ["training", "ros", "demo"]
+
+
+# Libraries only the tools use: the node (core and its ROS adapter) must start without them.
+NODE_PARTS = ("core", "ros")
+TOOL_ONLY_LIBRARIES = {"ray"}  # fgclip-eval-bags' cluster runtime
+
+
+def imported_libraries(path: Path) -> list[tuple[int, str]]:
+    """(line, top-level module) for every absolute import in the file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name.split(".")[0]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module.split(".")[0]))
+    return found
+
+
+@pytest.mark.parametrize("part", NODE_PARTS)
+def test_the_node_never_imports_tool_only_libraries(part):
+    offences = [
+        f"{path.relative_to(PACKAGE)}:{line} imports {library}"
+        for path in modules_of(part)
+        for line, library in imported_libraries(path)
+        if library in TOOL_ONLY_LIBRARIES
+    ]
+    assert not offences, "the node must not need the tools' libraries:\n" + "\n".join(offences)
+
+
+def test_the_checker_sees_a_library_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    import ray.util.queue\n    from ray import remote\n")
+    assert [library for _, library in imported_libraries(bad)] == ["ray", "ray"]
