@@ -63,24 +63,41 @@ def _variant_name(manifest) -> str:
 
 
 def _print_table(results: dict, out) -> None:
+    """Per split: L, chance, each variant's mean / median rank and the share of the gap it closes."""
     names = list(results)
     splits = list(next(iter(results.values())).splits)
-    header = ["split", "n", "chance"] + [f"{n}: mean/median rank" for n in names]
+    with_gap = [n for n in names if results[n].gap_closed is not None]
+    header = ["split", "n", "L", "chance"] + [f"{n}: mean/median rank" for n in names]
+    header += [f"{n}: gap closed" for n in with_gap]
     lines = []
     for split in splits:
         first = results[names[0]].splits[split]
-        cells = [split, str(first.annotations), f"{first.chance_mean_rank:.2f}"]
+        cells = [split, str(first.annotations), str(first.negatives), f"{first.chance_mean_rank:.2f}"]
         cells += [f"{r.splits[split].mean_rank:.3f} / {r.splits[split].median_rank:g}"
                   for r in results.values()]
+        cells += [_percent(results[n].splits[split].gap_closed) for n in with_gap]
         lines.append(cells)
-    lines.append(["MRS", "", ""] + [f"{r.mean_rank_sum:.3f}" + ("" if r.complete else " (partial)")
-                                    for r in results.values()])
+    first = results[names[0]]
+    lines.append(["MRS", "", "", f"{first.chance_mean_rank_sum:.2f}"]
+                 + [f"{r.mean_rank_sum:.3f}" + ("" if r.complete else " (partial)") for r in results.values()]
+                 + [_percent(results[n].gap_closed) for n in with_gap])
     if any(r.category_accuracy is not None for r in results.values()):
-        lines.append(["category acc", "", ""] + [
+        lines.append(["category acc", "", "", ""] + [
             "-" if r.category_accuracy is None else f"{r.category_accuracy:.3f}" for r in results.values()])
-    widths = [max(len(h), *(len(line[c]) for line in lines)) for c, h in enumerate(header)]
+    widths = [max(len(h), *(len(line[c]) if c < len(line) else 0 for line in lines))
+              for c, h in enumerate(header)]
     for line in [header, ["-" * w for w in widths], *lines]:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip(), file=out)
+    from fgclip_ros.evaluation.ranks import FGOVD_NEGATIVES, chance_mean_rank_sum
+
+    print(f"MRS: chance {first.chance_mean_rank_sum:g}, perfect {first.perfect_mean_rank_sum:g} for these "
+          f"splits' L (FG-OVD's own: chance {chance_mean_rank_sum(FGOVD_NEGATIVES):g}, perfect "
+          f"{len(FGOVD_NEGATIVES)}); gap closed: the share of the cosine rank's distance to perfect "
+          "that the heads remove", file=out)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{100 * value:.1f}%"
 
 
 def run(args, out=None) -> int:

@@ -5,8 +5,12 @@
 For every annotation of a split file: crop its box with the model's preprocessing (plain box,
 context scale 1.0, as the paper does), embed the crop and the positive + negative captions, score
 each caption by the dot product of the projected, L2-normalised embeddings, and rank the positive
-(``ranks.positive_rank``: ties count against it). Works on the published FG-OVD files (with the
-COCO image folder) and on the synthetic world's sets (``fgclip_ros.synth.benchmark``).
+against the split's first L negatives (``ranks.embedding_ranks``: ties count against it;
+annotations with fewer than L negatives are skipped, as FG-OVD does). L is the benchmark's: a
+file's ``info.negatives`` when it records one (the synthetic world's sets), else FG-OVD's (10,
+Pattern 7, Transparency 2). Works on the published FG-OVD files (with the COCO image folder) and
+on the synthetic world's sets (``fgclip_ros.synth.benchmark``). Images are read with PIL without
+applying EXIF orientation, as FG-OVD's boxes were drawn on the stored pixels.
 
 Raw encoder outputs are computed once per unique (image, box) and per unique caption, then every
 variant (e.g. cosine = identity heads, and the model's re-projection) is scored from them, so
@@ -19,10 +23,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from tqdm import tqdm
 
 from fgclip_ros.core.crops import crop_batch_cpu
@@ -44,15 +48,16 @@ class BenchmarkError(FgclipError):
 class SplitResult:
     split: str
     file: str
+    negatives: int  # L: each annotation is ranked against its first L negatives
     annotations: int  # annotations ranked
-    skipped: int  # annotations without negatives or with an unusable box
+    skipped: int  # annotations with fewer than L negatives or with an unusable box
     mean_rank: float
     median_rank: float
-    chance_mean_rank: float  # mean over annotations of 1 + n_negatives / 2
+    chance_mean_rank: float  # 1 + L / 2
     top1: float  # fraction of annotations whose positive beats every negative (rank 1)
     mean_positive_score: float
     mean_best_negative_score: float
-    mean_negatives: float
+    gap_closed: float | None = None  # share of the baseline's distance to rank 1 removed (ranks.gap_closed)
 
 
 @dataclass
@@ -62,6 +67,9 @@ class VariantResult:
     variant: str
     splits: dict[str, SplitResult] = field(default_factory=dict)
     mean_rank_sum: float = float("nan")  # over the evaluated splits; FG-OVD's MRS when all 8 are there
+    chance_mean_rank_sum: float = float("nan")  # MRS at chance for these splits' L (FG-OVD: 42.5)
+    perfect_mean_rank_sum: float = float("nan")  # one per split (FG-OVD: 8)
+    gap_closed: float | None = None  # of the MRS, relative to the baseline variant
     complete: bool = False  # all eight FG-OVD splits evaluated
     category_accuracy: float | None = None  # synthetic sets only (see ``category_accuracy``)
     category_objects: int = 0
@@ -135,11 +143,32 @@ def resolve_image(image_root: Path, file_name: str) -> Path:
         "(for FG-OVD, the COCO 2017 root that contains val2017/)")
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise BenchmarkError(f"{path}: not a readable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+def read_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of the stored pixels: PIL, no EXIF rotation (boxes refer to these pixels)."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError) as error:
+        raise BenchmarkError(f"{path}: not a readable image ({error})") from None
+
+
+def file_negatives(split: str, data: Mapping, path: Path | str) -> int:
+    """The split's L as its file states it (``info.negatives``), else FG-OVD's for that split.
+
+    A split whose every annotation has fewer than L negatives would be skipped wholesale: that is
+    an error naming the fix, never a silently missing split.
+    """
+    try:
+        count = ranks.split_negatives(split, data.get("info"))
+    except ValueError as error:
+        raise BenchmarkError(f"{path}: {error}") from None
+    held = [len(ann.get("neg_category_ids") or []) for ann in data["annotations"] if isinstance(ann, dict)]
+    if held and max(held) < count:
+        raise BenchmarkError(
+            f"{path}: the {split} split ranks against the first {count} negatives, but no annotation "
+            f"has that many (at most {max(held)}); a set with fewer negatives per annotation must state "
+            "its own count as info.negatives (fgclip-make-fgovd does)")
+    return count
 
 
 # ----------------------------------------------------------------------------------- embedding
@@ -199,7 +228,7 @@ class _CropTable:
         bar = tqdm(total=len(self.keys), desc="annotations", unit="box",
                    disable=None if progress is None else not progress)
         for image_path, entries in self.by_image.items():
-            image = _read_rgb(image_path)
+            image = read_rgb(image_path)
             boxes = np.array([box for _, box in entries])
             crops, check = crop_batch_cpu(image, boxes, self.encoder.preprocess)
             kept = [entries[i][0] for i in check.indices]
@@ -230,29 +259,30 @@ def _project(raw: torch.Tensor, heads: ReprojectionHeads | None, side: str) -> t
 
 
 def score_split(annotations: list[_Annotation], image_emb: torch.Tensor, valid: np.ndarray,
-                text_emb: torch.Tensor, text_row: Mapping[str, int]) -> dict:
-    """Rank statistics of one split from projected embeddings (pure given the embeddings)."""
-    rank_list, pos_scores, best_negs, n_negs = [], [], [], []
+                text_emb: torch.Tensor, text_row: Mapping[str, int], negatives: int) -> dict:
+    """Rank statistics of one split from projected embeddings, under the L = ``negatives`` rule."""
+    crops, positives, negative_rows = [], [], []
     skipped = 0
     for ann in annotations:
-        if ann.crop < 0 or not valid[ann.crop] or not ann.negatives:
+        first = ranks.first_negatives(ann.negatives, negatives)
+        if ann.crop < 0 or not valid[ann.crop] or first is None:
             skipped += 1
             continue
-        rows = [text_row[ann.positive]] + [text_row[n] for n in ann.negatives]
-        scores = (text_emb[rows] @ image_emb[ann.crop]).numpy()
-        rank_list.append(ranks.positive_rank(scores[0], scores[1:]))
-        pos_scores.append(float(scores[0]))
-        best_negs.append(float(scores[1:].max()))
-        n_negs.append(len(ann.negatives))
+        crops.append(ann.crop)
+        positives.append(text_row[ann.positive])
+        negative_rows.append([text_row[n] for n in first])
     nan = float("nan")
+    rank_list, pos, neg = ranks.embedding_ranks(
+        image_emb[crops], text_emb[positives],
+        text_emb[torch.tensor(negative_rows, dtype=torch.long).reshape(-1, negatives)])
+    rank_list = rank_list.cpu().numpy()
     return {
-        "annotations": len(rank_list), "skipped": skipped,
+        "negatives": negatives, "annotations": len(rank_list), "skipped": skipped,
         "mean_rank": ranks.mean_rank(rank_list), "median_rank": ranks.median_rank(rank_list),
-        "chance_mean_rank": float(np.mean([ranks.chance_mean_rank(n) for n in n_negs])) if n_negs else nan,
-        "top1": float(np.mean(np.asarray(rank_list) == 1)) if rank_list else nan,
-        "mean_positive_score": float(np.mean(pos_scores)) if pos_scores else nan,
-        "mean_best_negative_score": float(np.mean(best_negs)) if best_negs else nan,
-        "mean_negatives": float(np.mean(n_negs)) if n_negs else nan,
+        "chance_mean_rank": ranks.chance_mean_rank(negatives),
+        "top1": float(np.mean(rank_list == 1)) if len(rank_list) else nan,
+        "mean_positive_score": float(pos.mean()) if len(rank_list) else nan,
+        "mean_best_negative_score": float(neg.max(dim=1).values.mean()) if len(rank_list) else nan,
     }
 
 
@@ -287,22 +317,27 @@ def evaluate_fgovd(
     max_annotations: int | None = None,
     progress: bool | None = None,
     vocabulary: Vocabulary | None = None,
+    baseline: str = "cosine",
 ) -> dict[str, VariantResult]:
     """Evaluate ``encoder`` under each named set of heads on each split file.
 
     ``variants`` maps a name to heads (None = plain cosine on the raw embeddings, also right for
     encoders whose graphs hold the heads). ``image_root`` defaults to each file's folder (our sets);
     for FG-OVD pass the COCO 2017 root. ``max_annotations`` keeps the first N of each split.
-    With a ``vocabulary`` whose captions the positives are, category accuracy is measured too.
+    With a ``vocabulary`` whose captions the positives are, category accuracy is measured too. When
+    ``baseline`` names one of the variants, the others report the share of its gap to perfect
+    that they close, per split and for the MRS.
     """
     with_heads = [name for name, h in variants.items() if h is not None and h.sides != "none"]
     if getattr(encoder, "projected", False) and with_heads:
         raise ValueError("the encoder's graphs already apply heads (projected=True); use heads=None")
     table = _CropTable(encoder, batch_size)
     per_split: dict[str, list[_Annotation]] = {}
+    split_l: dict[str, int] = {}
     captions: dict[str, None] = {}
     for split, path in split_files.items():
         data = load_split(path)
+        split_l[split] = count = file_negatives(split, data, path)
         root = Path(image_root) if image_root is not None else Path(path).parent
         images = {img["id"]: img for img in data["images"]}
         names = {cat["id"]: cat["name"] for cat in data["categories"]}
@@ -320,10 +355,12 @@ def evaluate_fgovd(
             except KeyError as error:
                 raise BenchmarkError(
                     f"{path}: annotation {ann.get('id')} refers to a missing id or key {error}") from None
-            captions.update(dict.fromkeys([positive, *negatives]))
+            captions.update(dict.fromkeys([positive, *negatives[:count]]))
             items.append(_Annotation(crop, positive, negatives))
         per_split[split] = items
-        LOG.info("%s: %d annotations from %s", split, len(items), path)
+        short = sum(len(ann.negatives) < count for ann in items)
+        LOG.info("%s: %d annotations from %s (L = %d; %d with fewer negatives are skipped)",
+                 split, len(items), path, count, short)
 
     caption_list = list(captions)
     text_row = {c: i for i, c in enumerate(caption_list)}
@@ -350,13 +387,25 @@ def evaluate_fgovd(
         text_emb = _project(raw_text, heads, "text")
         result = VariantResult(variant=name)
         for split, items in per_split.items():
-            stats = score_split(items, image_emb, valid, text_emb, text_row)
+            stats = score_split(items, image_emb, valid, text_emb, text_row, split_l[split])
             result.splits[split] = SplitResult(split=split, file=str(split_files[split]), **stats)
         result.mean_rank_sum = ranks.mean_rank_sum({s: r.mean_rank for s, r in result.splits.items()})
+        result.chance_mean_rank_sum = ranks.chance_mean_rank_sum(split_l)
+        result.perfect_mean_rank_sum = ranks.PERFECT_MEAN_RANK * len(split_l)
         result.complete = set(result.splits) == set(SPLITS)
         if raw_category is not None:
             category_emb = _project(raw_category, heads, "text")
             result.category_accuracy = category_accuracy(image_emb[object_rows], category_emb, true_index)
             result.category_objects = len(object_rows)
         results[name] = result
+    if baseline in results:
+        reference = results[baseline]
+        for name, result in results.items():
+            if name == baseline:
+                continue
+            for split, split_result in result.splits.items():
+                split_result.gap_closed = ranks.gap_closed(reference.splits[split].mean_rank,
+                                                           split_result.mean_rank)
+            result.gap_closed = ranks.gap_closed(reference.mean_rank_sum, result.mean_rank_sum,
+                                                 result.perfect_mean_rank_sum)
     return results

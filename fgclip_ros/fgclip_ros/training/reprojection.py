@@ -31,17 +31,24 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from fgclip_ros.core.crops import crop_batch_cpu
 from fgclip_ros.core.reprojection import Head, ReprojectionHeads, save_heads
-from fgclip_ros.evaluation.fgovd import BenchmarkError, find_split_files, load_split, resolve_image
+from fgclip_ros.evaluation import ranks
+from fgclip_ros.evaluation.fgovd import (
+    BenchmarkError,
+    file_negatives,
+    find_split_files,
+    load_split,
+    read_rgb,
+    resolve_image,
+)
 
 LOG = logging.getLogger("fgclip_ros.train.reprojection")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def apply_template(template: str, text: str) -> str:
@@ -69,6 +76,7 @@ class EmbeddingCache:
     negatives: torch.Tensor
     split: torch.Tensor
     splits: list[str]
+    split_negatives: list[int]  # L of each split, as its file states it
     image_id: torch.Tensor  # per annotation: index of its image (for image-level val splits)
     meta: dict = field(default_factory=dict)
 
@@ -128,6 +136,7 @@ def _collect(split_files: dict[str, Path], image_root: Path | None, max_annotati
     by_image: dict[Path, list[tuple[int, list[float]]]] = {}
     image_rows: dict[str, int] = {}
     captions: dict[str, int] = {}
+    split_negatives: list[int] = []
     records = []
 
     def caption_row(text: str) -> int:
@@ -135,6 +144,7 @@ def _collect(split_files: dict[str, Path], image_root: Path | None, max_annotati
 
     for split_index, (split, path) in enumerate(split_files.items()):
         data = load_split(path)
+        split_negatives.append(file_negatives(split, data, path))
         root = image_root if image_root is not None else Path(path).parent
         images = {img["id"]: img for img in data["images"]}
         names = {cat["id"]: cat["name"] for cat in data["categories"]}
@@ -159,7 +169,7 @@ def _collect(split_files: dict[str, Path], image_root: Path | None, max_annotati
                 by_image.setdefault(image_path, []).append((crop_rows[key], [x, y, x + w, y + h]))
             image_row = image_rows.setdefault(str(image_path), len(image_rows))
             records.append((crop_rows[key], positive, negatives, split_index, image_row))
-    return crop_rows, by_image, list(captions), records
+    return crop_rows, by_image, list(captions), records, split_negatives
 
 
 @torch.no_grad()
@@ -180,7 +190,9 @@ def build_cache(
     """
     from tqdm import tqdm
 
-    crop_rows, by_image, captions, records = _collect(split_files, image_root, max_annotations)
+    crop_rows, by_image, captions, records, split_negatives = _collect(
+        split_files, image_root, max_annotations
+    )
     captions += [t for t in dict.fromkeys(extra_texts) if t not in set(captions)]
     if not records:
         raise BenchmarkError(f"no annotations in {', '.join(str(p) for p in split_files.values())}")
@@ -203,11 +215,8 @@ def build_cache(
         disable=None if progress is None else not progress,
     )
     for image_path, entries in by_image.items():
-        bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise BenchmarkError(f"{image_path}: not a readable image")
         crops, check = crop_batch_cpu(
-            cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.array([b for _, b in entries]), encoder.preprocess
+            read_rgb(image_path), np.array([b for _, b in entries]), encoder.preprocess
         )
         for index, crop in zip(check.indices, crops):
             row = entries[index][0]
@@ -243,6 +252,7 @@ def build_cache(
         negatives=negatives,
         split=torch.tensor([r[3] for r in records]),
         splits=list(split_files),
+        split_negatives=split_negatives,
         image_id=torch.tensor([r[4] for r in records]),
         meta=dict(meta or {}, version=CACHE_VERSION),
     )
@@ -416,30 +426,31 @@ def evaluate_heads(
     category_index: torch.Tensor | None = None,
     category_text: torch.Tensor | None = None,
 ) -> dict:
-    """Mean rank of the positive per split (ties count against it), their sum, category accuracy."""
+    """FG-OVD mean rank per split (``ranks.embedding_ranks``, each split's L), their sum, category acc."""
     device = next(heads.parameters(), torch.empty(0)).device
     image = heads.project_images(cache.image.to(device))
     text = heads.project_texts(cache.text.to(device))
-    keep = cache.valid.to(device)[cache.crop.to(device)]
-    crop, positive, negatives = (t.to(device)[keep] for t in (cache.crop, cache.positive, cache.negatives))
-    split = cache.split.to(device)[keep]
-    v = image[crop]
-    pos = (v * text[positive]).sum(-1)
-    neg = torch.einsum("bd,bkd->bk", v, text[negatives.clamp(min=0)])
-    ranks = 1 + ((neg >= pos[:, None]) & (negatives >= 0)).sum(1)
+    crop, positive, negatives, split = (t.to(device) for t in (cache.crop, cache.positive, cache.negatives,
+                                                               cache.split))
+    usable = cache.valid.to(device)[crop]
+    counts = (negatives >= 0).sum(1)
     result = {"mean_rank": {}}
     for index, name in enumerate(cache.splits):
-        selected = ranks[split == index]
-        if len(selected):
-            result["mean_rank"][name] = float(selected.float().mean())
+        count = cache.split_negatives[index]
+        selected = usable & (split == index) & (counts >= count)
+        if count > negatives.shape[1] or not selected.any():
+            continue
+        split_ranks, _, _ = ranks.embedding_ranks(
+            image[crop[selected]], text[positive[selected]], text[negatives[selected, :count]])
+        result["mean_rank"][name] = float(split_ranks.double().mean())
     result["rank_sum"] = float(sum(result["mean_rank"].values()))
     if category_index is not None and category_text is not None:
-        cat = category_index.to(device)[keep]
+        cat = category_index.to(device)[usable]
         has = cat >= 0
         if has.any():
             prompts = heads.project_texts(category_text.to(device))
             # One row per annotation; every split annotates the same objects, so this is per-object accuracy.
-            predicted = (v[has] @ prompts.T).argmax(1)
+            predicted = (image[crop[usable]][has] @ prompts.T).argmax(1)
             result["category_accuracy"] = float((predicted == cat[has]).float().mean())
     return result
 

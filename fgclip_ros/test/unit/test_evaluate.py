@@ -5,11 +5,11 @@
 import json
 import shutil
 
-import cv2
 import numpy as np
 import pytest
 import torch
 from conftest import TINY_ARCHITECTURE
+from PIL import Image
 
 from fgclip_ros.cli.eval_fgovd import main as eval_main
 from fgclip_ros.core.crops import crop_batch_cpu
@@ -59,17 +59,22 @@ def test_split_statistics_match_a_hand_computed_example():
     ])
     annotations.append(_Annotation(crop=0, positive="caption 0", negatives=[]))  # no negatives: skipped
     valid = np.array([True, True, True, False])
-    stats = score_split(annotations, images, valid, texts, rows)
-    assert stats["annotations"] == 3 and stats["skipped"] == 2
-    assert stats["mean_rank"] == pytest.approx((3 + 1 + 4) / 3)
-    assert stats["median_rank"] == 3.0
+    # L = 2: each ranked against its first two negatives.
+    stats = score_split(annotations, images, valid, texts, rows, 2)
+    assert stats["negatives"] == 2 and stats["annotations"] == 3 and stats["skipped"] == 2
+    assert stats["mean_rank"] == pytest.approx((2 + 1 + 3) / 3)  # [0.2, 0.5] -> 2, [0.1, 0.3] -> 1, ties -> 3
+    assert stats["median_rank"] == 2.0
     assert stats["top1"] == pytest.approx(1 / 3)
     assert stats["mean_positive_score"] == pytest.approx((0.5 + 0.9 + 0.4) / 3)
-    assert stats["mean_best_negative_score"] == pytest.approx((0.7 + 0.3 + 0.4) / 3)
-    assert stats["chance_mean_rank"] == pytest.approx(((1 + 3 / 2) + (1 + 2 / 2) + (1 + 4 / 2)) / 3)
-    assert stats["mean_negatives"] == pytest.approx(3.0)
+    assert stats["mean_best_negative_score"] == pytest.approx((0.5 + 0.3 + 0.4) / 3)
+    assert stats["chance_mean_rank"] == pytest.approx(1 + 2 / 2)
+    # L = 3: the annotation with two negatives is skipped too.
+    stats = score_split(annotations, images, valid, texts, rows, 3)
+    assert stats["annotations"] == 2 and stats["skipped"] == 3
+    assert stats["mean_rank"] == pytest.approx((3 + 4) / 2)
+    assert stats["mean_best_negative_score"] == pytest.approx((0.7 + 0.4) / 2)
     # MRS of two splits with mean ranks 8/3 and 1.5.
-    assert ranks.mean_rank_sum({"hard": stats["mean_rank"], "color": 1.5}) == pytest.approx(8 / 3 + 1.5)
+    assert ranks.mean_rank_sum({"hard": stats["mean_rank"], "color": 1.5}) == pytest.approx(3.5 + 1.5)
 
 
 def test_category_accuracy_by_hand():
@@ -105,7 +110,7 @@ def test_end_to_end_matches_a_direct_computation(tiny_set, tiny_encoder):
         assert r.mean_rank_sum == pytest.approx(sum(s.mean_rank for s in r.splits.values()))
         assert 0.0 <= r.category_accuracy <= 1.0 and r.category_objects >= 6
         for split in r.splits.values():
-            assert 1.0 <= split.mean_rank <= 1 + split.mean_negatives
+            assert 1.0 <= split.mean_rank <= 1 + split.negatives
     # Identity heads are the cosine baseline.
     for split, result in results["cosine"].splits.items():
         assert results["identity"].splits[split].mean_rank == result.mean_rank
@@ -117,7 +122,7 @@ def test_end_to_end_matches_a_direct_computation(tiny_set, tiny_encoder):
     expected = []
     for ann in data["annotations"]:
         path = tiny_set / images[ann["image_id"]]["file_name"]
-        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        image = np.asarray(Image.open(path).convert("RGB"))
         x, y, w, h = ann["bbox"]
         crop, _ = crop_batch_cpu(image, np.array([[x, y, x + w, y + h]]), tiny_encoder.preprocess)
         with torch.no_grad():

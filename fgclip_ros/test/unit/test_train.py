@@ -281,6 +281,7 @@ def _rotated_cache(n_objects=60, dim=8, n_negatives=5, seed=0) -> rp.EmbeddingCa
         negatives=negatives,
         split=torch.zeros(n_objects, dtype=torch.long),
         splits=["hard"],
+        split_negatives=[n_negatives],
         image_id=torch.arange(n_objects),
     )
 
