@@ -99,7 +99,8 @@ def validate_boxes(boxes, image_hw, context_scale: float = 1.0, min_size: float 
         raise ValueError(f"boxes must be (N, 4) xyxy, got shape {boxes.shape}")
     reasons: dict[int, str] = {}
     finite = np.isfinite(boxes).all(axis=1)
-    with np.errstate(invalid="ignore"):  # NaN/inf rows are rejected below; keep their arithmetic quiet
+    # NaN/inf rows and coordinates near the float64 limit are rejected below; keep their arithmetic quiet.
+    with np.errstate(invalid="ignore", over="ignore"):
         positive = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         overlaps = (boxes[:, 2] > 0) & (boxes[:, 0] < width) & (boxes[:, 3] > 0) & (boxes[:, 1] < height)
         centre = (boxes[:, :2] + boxes[:, 2:]) / 2

@@ -13,9 +13,14 @@ cv_bridge is not on PyPI, so this module does what ``cv_bridge.imgmsg_to_cv2(msg
   honouring ``is_bigendian``.
 - compressed JPEG / PNG: ``cv2.imdecode`` (grey and alpha images become 3-channel RGB).
 
+Both refuse images above ``max_pixels`` (default: 8K UHD, 7680 x 4320) with reason ``too_large``;
+compressed ones on the size their header declares (``core.image_header``), before decoding, so a
+decompression bomb costs a few bytes of parsing instead of gigabytes of memory.
+
 Everything else (Bayer, YUV, float depth images, ...) and any buffer whose ``step`` / size / data
 length disagree raises :class:`ImageDecodeError`, whose ``reason`` is a short stable key the node
-counts (``unsupported_encoding``, ``bad_size``, ``bad_step``, ``bad_data_length``, ...).
+counts (``unsupported_encoding``, ``bad_size``, ``bad_step``, ``bad_data_length``, ``too_large``,
+``corrupt``, ...).
 Views keep the caller's buffer alive and must be treated as read-only.
 """
 
@@ -23,6 +28,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from fgclip_ros.core.image_header import declared_size
+
+DEFAULT_MAX_IMAGE_PIXELS = 7680 * 4320  # 8K UHD: above any camera the node is meant for
 
 # encoding -> (bytes per channel, channels)
 _LAYOUTS: dict[str, tuple[int, int]] = {
@@ -64,8 +73,22 @@ def _as_bytes_view(data) -> np.ndarray:
         ) from exc
 
 
+def _check_pixels(width: int, height: int, max_pixels: int, what: str) -> None:
+    if width * height > max_pixels:
+        raise ImageDecodeError(
+            "too_large",
+            f"{what} is {width}x{height} = {width * height} px, above max_image_pixels {max_pixels}",
+        )
+
+
 def decode_raw(
-    height: int, width: int, encoding: str, step: int, data, is_bigendian: bool | int = False
+    height: int,
+    width: int,
+    encoding: str,
+    step: int,
+    data,
+    is_bigendian: bool | int = False,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> np.ndarray:
     """Decode a ``sensor_msgs/Image``-style buffer into an RGB ``HxWx3 uint8`` array.
 
@@ -83,6 +106,7 @@ def decode_raw(
     height, width, step = int(height), int(width), int(step)
     if height <= 0 or width <= 0:
         raise ImageDecodeError("bad_size", f"image size {width}x{height} is empty or negative")
+    _check_pixels(width, height, max_pixels, "image")
     row_bytes = width * channels * itemsize
     if step < row_bytes:
         raise ImageDecodeError(
@@ -129,7 +153,9 @@ def decode_raw(
     return cv2.cvtColor(grey8, cv2.COLOR_GRAY2RGB)
 
 
-def decode_compressed(format: str, data) -> np.ndarray:  # noqa: A002 - mirrors the message field name
+def decode_compressed(  # noqa: A002 - `format` mirrors the message field name
+    format: str, data, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` payload (JPEG or PNG) into an RGB ``HxWx3 uint8`` array.
 
     The container is recognised by its magic bytes; ``format`` only serves to reject payloads that
@@ -147,7 +173,16 @@ def decode_compressed(format: str, data) -> np.ndarray:  # noqa: A002 - mirrors 
             "unsupported_format",
             f"format {format!r}: data is neither JPEG nor PNG (first bytes {head[:4].hex()})",
         )
-    bgr = cv2.imdecode(flat, cv2.IMREAD_COLOR)
+    size = declared_size(flat)
+    if size is None or 0 in size:
+        raise ImageDecodeError(
+            "corrupt", f"format {format!r}: no image size in the header of {flat.size} bytes"
+        )
+    _check_pixels(*size, max_pixels, f"format {format!r}: the declared size")
+    try:
+        bgr = cv2.imdecode(flat, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # e.g. a header OpenCV refuses, or a stream cut off mid-way
+        raise ImageDecodeError("corrupt", f"format {format!r}: OpenCV refused it: {exc.err}") from None
     if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.size == 0:
         raise ImageDecodeError("corrupt", f"format {format!r}: OpenCV could not decode {flat.size} bytes")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -3,8 +3,10 @@
 """Query sets from text (the node's ``queries`` topic) and their validation.
 
 A queries message is either a JSON array of strings (``["a red mug", "a blue mug"]``) or plain
-text with one query per line. Queries are stripped; blank lines are skipped; duplicates are kept
-(their order defines the score columns, and a caller may rely on it).
+text with one query per line. Text that starts like JSON (``[`` or ``{``) must be an array of
+strings; anything else (an object, numbers, nesting) is refused rather than taken as a query.
+Queries are stripped; blank lines are skipped; duplicates are kept (their order defines the score
+columns, and a caller may rely on it).
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ class QueryError(ValueError):
 def parse_queries_text(text: str) -> list[str]:
     """JSON array of strings, or one query per line -> list of queries (unvalidated)."""
     stripped = text.strip()
-    if stripped.startswith("["):
+    if stripped.startswith(("[", "{")):
         try:
             data = json.loads(stripped)
         except json.JSONDecodeError as exc:
+            raise QueryError("bad_json", f"queries look like JSON but do not parse: {exc.msg}") from None
+        except RecursionError:
+            # json recurses once per nesting level; an array of strings has one level.
             raise QueryError(
-                "bad_json", f"queries look like a JSON array but do not parse: {exc.msg}"
+                "bad_json", "queries JSON is nested too deeply (expected an array of strings)"
             ) from None
         if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
             raise QueryError("bad_json", "a JSON queries message must be an array of strings")

@@ -11,10 +11,16 @@ monotonic per side, so after a pair at stamps (t_image, t_detections):
 - buffered detections older than ``t_image - tolerance`` are dropped as *unmatched*
   (detections whose image never arrived).
 
-A full buffer drops its oldest message (counted as *overflow*). A stamp that jumps backwards by
-more than ``max(tolerance, jump_reset_ns)`` (a bag restarting, simulated time reset) clears both
-buffers (counted as a time jump, the cleared messages as unmatched) so that old messages cannot
-pair with the new timeline.
+A full buffer drops its oldest message (counted as *overflow*).
+
+Time jumps: a side whose stamp goes back by more than ``max(tolerance, jump_reset_ns)`` below its
+own newest stamp (a bag restarting, simulated time reset, or a recovery from one far-future stamp)
+starts a new timeline: its newest stamp becomes the new one, and every buffered message of either
+side closer to the old newest stamp than to the new one (the old timeline) is dropped as unmatched.
+The other side follows when its own stamps go back; if that lands on the new timeline it is the
+same jump (counted once), so a bag restart counts one jump whatever the arrival order, and pairing
+resumes with the first frame after it. A forward jump needs no reset: the old messages can never
+pair again and leave through the unmatched rule above.
 """
 
 from __future__ import annotations
@@ -77,6 +83,8 @@ class StampSync(Generic[ImageT, DetectionsT]):
         self._capacity = {IMAGE: int(image_buffer), DETECTIONS: int(detections_buffer)}
         self._buffers: dict[str, deque[tuple[int, object]]] = {IMAGE: deque(), DETECTIONS: deque()}
         self._newest: dict[str, int | None] = {IMAGE: None, DETECTIONS: None}
+        # (side, stamp) of the latest jump that the other side has not followed yet.
+        self._unfollowed_jump: tuple[str, int] | None = None
         self._lock = threading.Lock()
         self.counters = SyncCounters()
 
@@ -96,6 +104,7 @@ class StampSync(Generic[ImageT, DetectionsT]):
             for side in self._buffers:
                 self._buffers[side].clear()
                 self._newest[side] = None
+            self._unfollowed_jump = None
 
     def _add(self, side: str, stamp_ns: int, item) -> Pair | None:
         other = DETECTIONS if side == IMAGE else IMAGE
@@ -103,12 +112,9 @@ class StampSync(Generic[ImageT, DetectionsT]):
             self.counters.received[side] += 1
             newest = self._newest[side]
             if newest is not None and stamp_ns < newest - self.jump_reset_ns:
-                self.counters.time_jumps += 1
-                for buffered_side, buffer in self._buffers.items():
-                    self.counters.unmatched[buffered_side] += len(buffer)
-                    buffer.clear()
-                self._newest[other] = None
-            self._newest[side] = stamp_ns if newest is None else max(newest, stamp_ns)
+                self._jump(side, other, stamp_ns, newest)
+            else:
+                self._newest[side] = stamp_ns if newest is None else max(newest, stamp_ns)
 
             partner = self._closest(self._buffers[other], stamp_ns)
             if partner is None:
@@ -123,6 +129,29 @@ class StampSync(Generic[ImageT, DetectionsT]):
             if side == IMAGE:
                 return Pair(stamp_ns, item, other_stamp, other_item)
             return Pair(other_stamp, other_item, stamp_ns, item)
+
+    def _jump(self, side: str, other: str, stamp_ns: int, old_newest_ns: int) -> None:
+        """``side`` went back in time to ``stamp_ns``: start its new timeline (see module docstring)."""
+        followed = self._unfollowed_jump
+        other_newest = self._newest[other]
+        same_jump = (
+            followed is not None
+            and followed[0] == other
+            and other_newest is not None
+            and followed[1] - self.jump_reset_ns <= stamp_ns <= other_newest + self.jump_reset_ns
+        )
+        if same_jump:
+            self._unfollowed_jump = None
+        else:
+            self.counters.time_jumps += 1
+            self._unfollowed_jump = (side, stamp_ns)
+        self._newest[side] = stamp_ns
+        midpoint = (stamp_ns + old_newest_ns) // 2
+        for buffered_side, buffer in self._buffers.items():
+            kept = [entry for entry in buffer if entry[0] <= midpoint]
+            self.counters.unmatched[buffered_side] += len(buffer) - len(kept)
+            buffer.clear()
+            buffer.extend(kept)
 
     def _closest(self, buffer: deque, stamp_ns: int) -> tuple[int, object] | None:
         best = None

@@ -2,12 +2,15 @@
 # SPDX-License-Identifier: Apache-2.0
 """Crops: parity with open_clip's own preprocess, CPU/torch agreement, box validation, context scale."""
 
+import warnings
 from dataclasses import asdict
 
 import numpy as np
 import open_clip
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
@@ -198,3 +201,23 @@ def test_wrong_image_layout_is_a_clear_error():
         crop_batch_cpu(np.zeros((10, 10, 3), np.float32), [[0, 0, 5, 5]], CLIP_PREPROCESS)
     with pytest.raises(ValueError, match="uint8"):
         crop_batch_torch(torch.zeros((3, 10, 10), dtype=torch.uint8), [[0, 0, 5, 5]], CLIP_PREPROCESS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    boxes=st.lists(st.tuples(*[st.floats(allow_nan=True, allow_infinity=True, width=64)] * 4), max_size=20),
+    height=st.integers(1, 5000),
+    width=st.integers(1, 5000),
+    context_scale=st.floats(0.1, 4.0),
+)
+def test_any_boxes_are_kept_inside_the_image_or_rejected_with_a_reason(boxes, height, width, context_scale):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a hostile box must not spam numpy warnings into the node's log
+        check = validate_boxes(np.array(boxes, np.float64).reshape(-1, 4), (height, width), context_scale)
+    assert check.valid.shape == (len(boxes),)
+    assert set(check.reasons) == set(np.flatnonzero(~check.valid).tolist())
+    assert all(check.reasons.values())
+    kept = check.boxes
+    assert kept.shape == (int(check.valid.sum()), 4) and np.isfinite(kept).all()
+    assert (kept[:, 0] >= 0).all() and (kept[:, 2] <= width).all() and (kept[:, 3] <= height).all()
+    assert ((kept[:, 2:] - kept[:, :2]) >= 1.0).all()

@@ -7,8 +7,19 @@ import array
 import cv2
 import numpy as np
 import pytest
+from hostile import jpeg_declaring, png_bomb, png_header_only
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from fgclip_ros.core.image_codec import ImageDecodeError, decode_compressed, decode_raw, encode_rgb8
+from fgclip_ros.core.image_codec import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    SUPPORTED_ENCODINGS,
+    ImageDecodeError,
+    decode_compressed,
+    decode_raw,
+    encode_rgb8,
+)
+from fgclip_ros.core.image_header import declared_size
 
 
 @pytest.fixture
@@ -145,3 +156,127 @@ def test_compressed_rejects_with_a_reason(fmt, payload, reason):
 def test_encode_rgb8_roundtrips(rgb):
     height, width, encoding, step, data = encode_rgb8(rgb)
     np.testing.assert_array_equal(decode_raw(height, width, encoding, step, data), rgb)
+
+
+# ----------------------------------------------------------------------------- hostile payloads
+def test_the_declared_size_is_read_from_the_header():
+    ok, png = cv2.imencode(".png", np.zeros((5, 7, 3), np.uint8))
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((9, 11, 3), np.uint8))
+    assert declared_size(png.tobytes()) == (7, 5)
+    assert declared_size(jpeg.tobytes()) == (11, 9)
+    assert declared_size(jpeg_declaring(65500, 65500)) == (65500, 65500)
+    assert declared_size(png_header_only(30000, 30000)) == (30000, 30000)
+    assert declared_size(b"\xff\xd8\xff\xe0\x00") is None
+    assert declared_size(b"not an image") is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [jpeg_declaring(65500, 65500), png_header_only(30000, 30000), png_bomb(9000, 9000)],
+    ids=["jpeg-65500", "png-header-30000", "png-9000"],
+)
+def test_decompression_bombs_are_refused_before_decoding(payload):
+    # 65500^2 px made OpenCV raise cv2.error (CV_IO_MAX_IMAGE_PIXELS); smaller ones were decoded in full.
+    with pytest.raises(ImageDecodeError) as info:
+        decode_compressed("jpeg", payload)
+    assert info.value.reason == "too_large"
+    assert str(DEFAULT_MAX_IMAGE_PIXELS) in info.value.detail
+
+
+def test_the_pixel_limit_is_a_parameter():
+    ok, png = cv2.imencode(".png", np.zeros((100, 100, 3), np.uint8))
+    assert decode_compressed("png", png.tobytes(), max_pixels=10_000).shape == (100, 100, 3)
+    with pytest.raises(ImageDecodeError, match="too_large"):
+        decode_compressed("png", png.tobytes(), max_pixels=9_999)
+    with pytest.raises(ImageDecodeError, match="too_large"):
+        decode_raw(100, 100, "rgb8", 300, bytes(30_000), max_pixels=9_999)
+    assert decode_raw(100, 100, "rgb8", 300, bytes(30_000), max_pixels=10_000).shape == (100, 100, 3)
+
+
+def test_a_corrupt_stream_after_a_valid_header_is_corrupt_not_a_crash():
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))
+    data = jpeg.tobytes()
+    for cut in (len(data) // 4, len(data) // 2):
+        try:
+            decode_compressed("jpeg", data[:cut])
+        except ImageDecodeError as exc:
+            assert exc.reason == "corrupt"
+
+
+def test_a_png_bomb_does_not_raise_peak_memory():
+    # 12000 x 12000 RGB = 432 MB decoded, ~0.5 MB on the wire; peak RSS must not follow the declared size.
+    script = (
+        "import resource, sys\n"
+        "from fgclip_ros.core.image_codec import ImageDecodeError, decode_compressed\n"
+        "payload = open(sys.argv[1], 'rb').read()\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    decode_compressed('png', payload)\n"
+        "except ImageDecodeError as exc:\n"
+        "    print(exc.reason)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".png") as bomb:
+        bomb.write(png_bomb(12000, 12000))
+        bomb.flush()
+        run = subprocess.run(
+            [sys.executable, "-c", script, bomb.name], capture_output=True, text=True, timeout=120
+        )
+    assert run.returncode == 0, run.stderr
+    *reasons, growth_mb = run.stdout.split()
+    assert reasons == ["too_large"]
+    assert int(growth_mb) < 200, f"peak RSS grew by {growth_mb} MB"
+
+
+raw_fields = st.fixed_dictionaries(
+    {
+        "height": st.integers(-2, 70000),
+        "width": st.integers(-2, 70000),
+        "encoding": st.sampled_from([*SUPPORTED_ENCODINGS, "yuv422", "", "RGB8 ", "32FC1"]),
+        "step": st.integers(-1, 300000),
+        "data": st.binary(max_size=600),
+        "is_bigendian": st.integers(0, 255),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw_fields)
+def test_any_raw_image_decodes_or_is_refused_with_a_reason(fields):
+    try:
+        out = decode_raw(max_pixels=1_000_000, **fields)
+    except ImageDecodeError as exc:
+        assert exc.reason in {"unsupported_encoding", "bad_size", "bad_step", "bad_data_length", "too_large"}
+        return
+    assert out.shape == (fields["height"], fields["width"], 3) and out.dtype == np.uint8
+
+
+def _mutations():
+    ok, jpeg = cv2.imencode(".jpg", np.full((24, 32, 3), 90, np.uint8))
+    ok, png = cv2.imencode(".png", np.full((24, 32, 3), 90, np.uint8))
+    seeds = [jpeg.tobytes(), png.tobytes(), jpeg_declaring(65500, 65500), png_header_only(30000, 30000)]
+
+    @st.composite
+    def mutate(draw):
+        data = bytearray(draw(st.sampled_from(seeds)))
+        for _ in range(draw(st.integers(0, 6))):
+            index = draw(st.integers(0, len(data) - 1))
+            data[index] = draw(st.integers(0, 255))
+        return bytes(data[: draw(st.integers(0, len(data)))])
+
+    return mutate()
+
+
+@settings(max_examples=300, deadline=None)
+@given(_mutations(), st.sampled_from(["jpeg", "png", "", "rgb8; jpeg compressed bgr8"]))
+def test_any_compressed_payload_decodes_or_is_refused_with_a_reason(payload, fmt):
+    try:
+        out = decode_compressed(fmt, payload, max_pixels=1_000_000)
+    except ImageDecodeError as exc:
+        assert exc.reason in {"unsupported_format", "bad_data_length", "corrupt", "too_large"}
+        return
+    assert out.ndim == 3 and out.shape[2] == 3 and out.shape[0] * out.shape[1] <= 1_000_000

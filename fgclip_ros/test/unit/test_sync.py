@@ -5,6 +5,8 @@
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fgclip_ros.core.sync import StampSync
 
@@ -117,3 +119,130 @@ def test_concurrent_producers_pair_every_frame():
     assert all(p.image == p.detections for p in results)
     assert sync.counters.paired == len(results)
     assert sync.counters.paired + sync.counters.unmatched["image"] + sync.pending()["image"] == 500
+
+
+# ----------------------------------------------------------------------------- time jumps
+S = 1_000_000_000
+
+
+def camera_stamps(frames: int, period_ms: int = 33) -> list[int]:
+    return [100 * S + k * period_ms * MS for k in range(frames)]
+
+
+def replay_twice(stamps: list[int], lag: int, detections_first: bool = False):
+    """A bag played twice: per frame an image and its detections, one side `lag` frames behind."""
+    stamps = list(stamps) * 2
+    leader = [("detections" if detections_first else "image", s) for s in stamps]
+    follower = [("image" if detections_first else "detections", s) for s in stamps]
+    order = []
+    for index, message in enumerate(leader):
+        order.append(message)
+        if index >= lag:
+            order.append(follower[index - lag])
+    order += follower[len(follower) - lag :]
+    return order
+
+
+def play(sync: StampSync, order):
+    pairs = []
+    for side, stamp in order:
+        add = sync.add_image if side == "image" else sync.add_detections
+        pair = add(stamp, (side, stamp))
+        if pair is not None:
+            assert pair.image_stamp_ns == pair.detections_stamp_ns
+            pairs.append(pair.image_stamp_ns)
+    return pairs
+
+
+@pytest.mark.parametrize("detections_first", [False, True])
+@pytest.mark.parametrize("lag", [0, 1, 3])
+def test_a_bag_replayed_twice_is_one_jump_and_the_replay_pairs(lag, detections_first):
+    sync = StampSync(image_buffer=10, detections_buffer=10)
+    stamps = camera_stamps(24, period_ms=100)  # 2.4 s: the restart jumps back past the 1 s threshold
+    pairs = play(sync, replay_twice(stamps, lag, detections_first))
+    assert sync.counters.time_jumps == 1
+    # Every frame of the second play pairs (the first play may lose the `lag` frames cut by the restart).
+    assert pairs[-24:] == stamps
+    assert len(pairs) >= 48 - lag
+
+
+@pytest.mark.parametrize("detections_first", [False, True])
+def test_one_far_future_stamp_does_not_stall_pairing(detections_first):
+    sync = StampSync()
+    first_side = "detections" if detections_first else "image"
+    play(sync, [("image", (2**31 - 1) * S)])  # a hostile sender's image
+    order = []
+    for stamp in camera_stamps(20):
+        second_side = "image" if first_side == "detections" else "detections"
+        order += [(first_side, stamp), (second_side, stamp)]
+    assert len(play(sync, order)) == 20
+    assert sync.counters.time_jumps == 1
+
+
+def test_one_stamp_far_in_the_past_costs_one_jump():
+    sync = StampSync()
+    order = []
+    for k, stamp in enumerate(camera_stamps(20)):
+        order += [("detections", stamp), ("image", stamp)]
+        if k == 5:
+            order.append(("detections", 0))
+    assert len(play(sync, order)) == 20
+    assert sync.counters.time_jumps == 1
+
+
+def accounted(sync: StampSync) -> bool:
+    counters, pending = sync.counters, sync.pending()
+    return all(
+        counters.received[side]
+        == counters.paired + counters.unmatched[side] + counters.overflow[side] + pending[side]
+        for side in ("image", "detections")
+    )
+
+
+hostile_stamps = st.one_of(
+    st.integers(0, 2**63 - 1), st.integers(99 * S, 101 * S), st.sampled_from([0, (2**31 - 1) * S])
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    prefix=st.lists(st.tuples(st.sampled_from(["image", "detections"]), hostile_stamps), max_size=40),
+    base=st.integers(1, 2**40).map(lambda k: k * 2 * MS),
+    order=st.lists(st.booleans(), min_size=10, max_size=30),
+    buffers=st.integers(1, 10),
+)
+def test_any_prefix_then_a_clean_stream_pairs_every_clean_frame(prefix, base, order, buffers):
+    sync = StampSync(image_buffer=buffers, detections_buffer=buffers)
+    # Hostile stamps are odd (never equal to a clean one), clean frames 33 ms apart, arriving in lockstep.
+    play_prefix = [(side, stamp | 1) for side, stamp in prefix]
+    for side, stamp in play_prefix:
+        (sync.add_image if side == "image" else sync.add_detections)(stamp, (side, stamp))
+        assert accounted(sync)
+    jumps_before = sync.counters.time_jumps
+    clean = []
+    for k, image_first in enumerate(order):
+        stamp = base + k * 33 * MS
+        sides = ("image", "detections") if image_first else ("detections", "image")
+        clean += [(sides[0], stamp), (sides[1], stamp)]
+    assert len(play(sync, clean)) == len(order)
+    assert sync.counters.time_jumps - jumps_before <= 1
+    assert accounted(sync)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    frames=st.integers(8, 40),
+    lag=st.integers(0, 3),
+    detections_first=st.booleans(),
+    period_ms=st.integers(20, 200),
+)
+def test_any_replay_counts_one_jump(frames, lag, detections_first, period_ms):
+    # The replay must jump back by more than the 1 s reset threshold and be longer than twice the lag.
+    frames = max(frames, 1000 // period_ms + 3)
+    stamps = camera_stamps(frames, period_ms)
+    sync = StampSync(image_buffer=8, detections_buffer=8)
+    pairs = play(sync, replay_twice(stamps, lag, detections_first))
+    assert sync.counters.time_jumps == 1
+    assert pairs[-frames:] == stamps
+    assert len(pairs) >= 2 * frames - lag
+    assert accounted(sync)
