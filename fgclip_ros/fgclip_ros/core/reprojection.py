@@ -5,11 +5,11 @@
 The heads map raw CLIP projection outputs into a space where fine-grained attributes separate
 better; both sides are L2-normalised afterwards and compared by dot product.
 
-Checkpoint layout (as published upstream, a plain dict of tensors):
-``linear_layers.0.*`` is the visual head, ``linear_layers.1.*`` the text head. A linear head is
-``.0.{weight,bias}``; an MLP head is ``.0`` Linear, ``.1`` Tanh (no parameters), ``.2`` Linear.
-A side absent from the file is the identity ("te-freezed" files hold only the visual side,
-"ve-freezed" files only the text side).
+Checkpoint layout (upstream's, a plain dict of tensors): ``linear_layers.<side>.<layer>.{weight,bias}``
+with side 0 = visual, 1 = text, and layer counting the Linears only (the activation holds no
+parameters). A linear head is ``.0`` (one Linear, no activation); the MLP head is ``.0`` and ``.1``
+with tanh after EVERY Linear, the last included: tanh(W1 tanh(W0 x + b0) + b1). A side absent from
+the file is the identity ("te-freezed" files hold only the visual side, "ve-freezed" the text side).
 """
 
 import re
@@ -26,8 +26,12 @@ SIDES = ("visual", "text")
 _KEY_PATTERN = re.compile(r"^linear_layers\.(\d+)\.(.+)$")
 
 
+# Linears per head kind; the MLP applies tanh after each of them.
+_LINEARS = {"identity": 0, "linear": 1, "mlp": 2}
+
+
 class Head(nn.Module):
-    """One modality's head: identity, Linear(D, D), or Linear(D, D) + tanh + Linear(D, D)."""
+    """One modality's head: identity, Linear(D, D), or tanh(Linear(D, D)) twice (upstream's MLP)."""
 
     def __init__(self, kind: str, embed_dim: int):
         super().__init__()
@@ -35,22 +39,20 @@ class Head(nn.Module):
             raise ValueError(f"head kind {kind!r} is not one of {', '.join(HEAD_KINDS)}")
         self.kind = kind
         self.embed_dim = embed_dim
-        # The Sequential's indices are the upstream ones, so its state dict keys map 1:1 to the file.
-        if kind == "identity":
-            self.layers = nn.Sequential()
-        elif kind == "linear":
-            self.layers = nn.Sequential(nn.Linear(embed_dim, embed_dim))
-        else:
-            self.layers = nn.Sequential(
-                nn.Linear(embed_dim, embed_dim), nn.Tanh(), nn.Linear(embed_dim, embed_dim)
-            )
+        # The list's indices are upstream's layer numbers, so its state dict keys map 1:1 to the file.
+        self.layers = nn.ModuleList(nn.Linear(embed_dim, embed_dim) for _ in range(_LINEARS[kind]))
+        self.activated = kind == "mlp"
 
     @property
     def is_identity(self) -> bool:
         return self.kind == "identity"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        for layer in self.layers:
+            x = layer(x)
+            if self.activated:
+                x = torch.tanh(x)
+        return x
 
 
 class ReprojectionHeads(nn.Module):

@@ -387,7 +387,8 @@ def make_heads(kind: str, sides: str, embed_dim: int, init: str = "identity") ->
     def head(trained: bool) -> Head:
         h = Head(kind if trained else "identity", embed_dim)
         if trained and init == "identity":
-            # Start at the identity map (the MLP's second layer): the first epoch starts from cosine.
+            # Linear: start at the identity map, so epoch 0 is cosine. MLP: identity weights, so the
+            # start is tanh(tanh(x)), which keeps the sign pattern of x (tanh follows every Linear).
             last = h.layers[-1]
             torch.nn.init.eye_(last.weight)
             torch.nn.init.zeros_(last.bias)

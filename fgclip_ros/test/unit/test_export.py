@@ -232,3 +232,37 @@ def test_cli_exports_a_manifest_and_reports_user_errors(source, tmp_path, capsys
     assert main(["--model", str(tmp_path / "missing.yaml"), "--out", str(out), "-q"]) == 2
     error = capsys.readouterr().err
     assert "missing.yaml" in error and error.count("\n") == 1
+
+
+def test_an_upstream_mlp_file_exports_with_tanh_after_every_linear(tmp_path):
+    # Upstream's non-linear layout: Linears .0 and .1 per side, tanh after each, the last included.
+    generator = torch.Generator().manual_seed(9)
+    shapes = (("weight", (32, 32)), ("bias", (32,)))
+    state = {f"linear_layers.{side}.{layer}.{name}": torch.randn(shape, generator=generator) / 4
+             for side in (0, 1) for layer in (0, 1) for name, shape in shapes}
+    torch.save(state, tmp_path / "mlp.pt")
+    from fgclip_ros.core.reprojection import load_heads
+
+    heads = load_heads(tmp_path / "mlp.pt", "mlp", 32)
+    model = make_tiny_clip(seed=5)
+    preprocess = Preprocess(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    result = export_model(model, heads, make_tiny_tokenizer(), preprocess, tmp_path / "out", "mlp",
+                          dtypes=("fp32",), progress=False)[0]
+    pixels = random_pixels(3, seed=2)
+
+    def upstream(raw, side):
+        def layer(x, index):
+            key = f"linear_layers.{side}.{index}"
+            return x @ state[f"{key}.weight"].T + state[f"{key}.bias"]
+
+        out = torch.tanh(layer(torch.tanh(layer(raw, 0)), 1))
+        return (out / out.norm(dim=1, keepdim=True)).numpy()
+
+    with torch.inference_mode():
+        expected_image = upstream(model.encode_image(pixels), 0)
+        tokens = tokenize(make_tiny_tokenizer(), TEXTS)
+        expected_text = upstream(model.encode_text(torch.from_numpy(tokens)), 1)
+    image = onnx_session(result.image_onnx).run(None, {IMAGE_INPUT: pixels.numpy()})[0]
+    text = onnx_session(result.text_onnx).run(None, {TEXT_INPUT: tokens})[0]
+    np.testing.assert_allclose(image, expected_image, atol=TOLERANCES["fp32"].max_abs_error)
+    np.testing.assert_allclose(text, expected_text, atol=TOLERANCES["fp32"].max_abs_error)

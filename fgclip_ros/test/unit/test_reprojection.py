@@ -20,8 +20,9 @@ def _reference_linear(x, w, b):
     return y / y.norm(dim=1, keepdim=True)
 
 
-def _reference_mlp(x, w0, b0, w2, b2):
-    y = torch.tanh(x @ w0.T + b0) @ w2.T + b2
+def _reference_mlp(x, w0, b0, w1, b1):
+    # Upstream's non-linear head: tanh after every Linear, the last one included.
+    y = torch.tanh(torch.tanh(x @ w0.T + b0) @ w1.T + b1)
     return y / y.norm(dim=1, keepdim=True)
 
 
@@ -59,12 +60,13 @@ def test_one_sided_checkpoint_keeps_other_side_identity(tmp_path, gen, side_inde
     assert heads.sides == side
 
 
-def test_mlp_checkpoint(tmp_path, gen):
+def test_upstream_mlp_checkpoint(tmp_path, gen):
     params = {side: (*_linear_params(gen), *_linear_params(gen)) for side in (0, 1)}
     state = {}
-    for side, (w0, b0, w2, b2) in params.items():
+    for side, (w0, b0, w1, b1) in params.items():
+        # Upstream numbers the Linears only: .0 and .1 (the tanh holds no parameters).
         state.update({f"linear_layers.{side}.0.weight": w0, f"linear_layers.{side}.0.bias": b0,
-                      f"linear_layers.{side}.2.weight": w2, f"linear_layers.{side}.2.bias": b2})
+                      f"linear_layers.{side}.1.weight": w1, f"linear_layers.{side}.1.bias": b1})
     path = tmp_path / "mlp.pt"
     torch.save(state, path)
 
@@ -72,6 +74,23 @@ def test_mlp_checkpoint(tmp_path, gen):
     x = torch.randn(6, D, generator=gen)
     torch.testing.assert_close(heads.project_images(x), _reference_mlp(x, *params[0]))
     torch.testing.assert_close(heads.project_texts(x), _reference_mlp(x, *params[1]))
+    # save_heads writes what upstream's module loads: the same keys, the same tensors.
+    save_heads(heads, tmp_path / "again.pt")
+    again = torch.load(tmp_path / "again.pt", map_location="cpu", weights_only=True)
+    assert sorted(again) == sorted(state)
+    for key, tensor in state.items():
+        torch.testing.assert_close(again[key], tensor)
+
+
+def test_one_sided_mlp_checkpoint(tmp_path, gen):
+    w0, b0, w1, b1 = (*_linear_params(gen), *_linear_params(gen))
+    path = tmp_path / "mlp_te-freezed.pt"
+    torch.save({"linear_layers.0.0.weight": w0, "linear_layers.0.0.bias": b0,
+                "linear_layers.0.1.weight": w1, "linear_layers.0.1.bias": b1}, path)
+    heads = load_heads(path, "mlp", D, sides="visual")
+    x = torch.randn(5, D, generator=gen)
+    torch.testing.assert_close(heads.project_images(x), _reference_mlp(x, w0, b0, w1, b1))
+    torch.testing.assert_close(heads.project_texts(x), x / x.norm(dim=1, keepdim=True))
 
 
 def test_fp16_input_gives_float32_unit_vectors(tmp_path, gen):
