@@ -67,6 +67,14 @@ def open_clip_reference(image: np.ndarray, boxes: np.ndarray, model_size: int = 
     return np.stack([transform(frame.crop(tuple(int(v) for v in box))).numpy() for box in boxes])
 
 
+def fgovd_reference(image: np.ndarray, boxes: np.ndarray, model_size: int = 224) -> np.ndarray:
+    """FG-OVD's crops of sub-pixel boxes: PIL crop of (floor x1, y1, ceil x2, y2), then the eval transform."""
+    transform = image_transform_v2(PreprocessCfg(size=model_size), is_train=False)
+    frame = Image.fromarray(image)
+    pixel = [(np.floor(x0), np.floor(y0), np.ceil(x1), np.ceil(y1)) for x0, y0, x1, y1 in boxes]
+    return np.stack([transform(frame.crop(tuple(int(v) for v in box))).numpy() for box in pixel])
+
+
 def to_pixel_units(normalised_diff: np.ndarray, preprocess: Preprocess) -> np.ndarray:
     """Differences of normalised values back in 0..255 pixel units (per channel std)."""
     std = np.asarray(preprocess.std, dtype=np.float32).reshape(1, 3, 1, 1)
@@ -83,6 +91,25 @@ def test_cpu_path_matches_open_clip_preprocess(textured_image):
     # can flip a uint8 rounding, so at most one grey level anywhere (measured: max 1, mean 0.0003).
     assert error.mean() < 0.05
     assert error.max() <= 1.0 + 1e-3
+
+
+def test_sub_pixel_boxes_are_cropped_as_their_whole_pixel_box(textured_image):
+    batch, check = crop_batch_cpu(textured_image, FRACTIONAL_BOXES, CLIP_PREPROCESS)
+    reference = fgovd_reference(textured_image, FRACTIONAL_BOXES)
+    error = to_pixel_units(batch - reference, CLIP_PREPROCESS)
+    # The same whole-pixel crop through the same Pillow filter: at most one grey level anywhere.
+    assert error.mean() < 0.05 and error.max() <= 1.0 + 1e-3
+    np.testing.assert_array_equal(check.boxes, np.concatenate(
+        [np.floor(FRACTIONAL_BOXES[:, :2]), np.ceil(FRACTIONAL_BOXES[:, 2:])], axis=1))
+
+
+def test_crop_boxes_snap_outwards_to_whole_pixels_and_clamp():
+    check = validate_boxes([[10.3, 5.7, 50.2, 40.01], [300.5, 200.5, 330.0, 250.0], [-3.2, -0.5, 7.5, 9.0]],
+                           (240, 320))
+    np.testing.assert_array_equal(check.boxes, [[10, 5, 51, 41], [300, 200, 320, 240], [0, 0, 8, 9]])
+    # Context scaling happens before the snap: 2x of [100.5, 60, 140.5, 100] is [80.5, 40, 160.5, 120].
+    scaled = validate_boxes([[100.5, 60, 140.5, 100]], (240, 320), context_scale=2.0)
+    np.testing.assert_array_equal(scaled.boxes, [[80, 40, 161, 120]])
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -188,3 +188,22 @@ def test_cli_writes_report_and_chart(tmp_path, tiny_set, tiny_manifest, capsys):
     assert eval_main(["--model", str(tiny_manifest), "--benchmark", str(tiny_set), "--splits", "hard,size",
                       "--out", str(out), "-q"]) == 2
 
+
+
+def test_benchmark_images_are_read_without_exif_rotation(tmp_path):
+    # FG-OVD's boxes refer to the stored pixels (read with PIL, as the benchmark was made); an EXIF
+    # orientation tag must not rotate them (OpenCV's imread would).
+    from fgclip_ros.evaluation.fgovd import read_rgb
+
+    stored = np.zeros((40, 100, 3), np.uint8)
+    stored[:, :50] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees on display
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(stored).save(path, exif=exif.tobytes(), quality=95)
+    import cv2
+
+    assert cv2.imread(str(path)).shape[:2] == (100, 40)  # the tag is there and a reader can honour it
+    pixels = read_rgb(path)
+    assert pixels.shape == (40, 100, 3) and pixels.dtype == np.uint8
+    assert pixels[:, :40, 0].mean() > 200 and pixels[:, 60:, 0].mean() < 50
