@@ -38,7 +38,7 @@ OVERRIDABLE = {
     "model": "Model manifest name or path (empty: the parameter file's value).",
     "device": "auto | cpu | cuda | cuda:N (empty: the parameter file's value).",
     "dtype": "fp32 | fp16 | bf16 (empty: the parameter file's value).",
-    "backend": "torch | onnx (empty: the parameter file's value).",
+    "backend": "auto | torch | onnx (empty: the parameter file's value).",
 }
 
 

@@ -472,16 +472,13 @@ class _Bench:
         return {name: round(value, 4) for name, value in medians.items()}
 
     # -- CPU: (b) encoder torch / onnxruntime, (c) pipeline, bulk
-    def onnx_encoder(self, heads: ReprojectionHeads):
+    def onnx_encoder(self, heads: ReprojectionHeads, folder: Path, image_dtype: str = "fp32"):
+        """ONNX Runtime on the fp32 export in `folder` (exported if missing); int8 image graph on request."""
         from fgclip_ros.core.encoders import OnnxEncoder
         from fgclip_ros.export.onnx import export_model
+        from fgclip_ros.export.quantize import quantize_graph
 
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.models.name)
-        folder = (
-            Path(self.config.onnx_dir)
-            if self.config.onnx_dir
-            else Path(tempfile.mkdtemp(prefix="fgclip_bench_"))
-        )
         image_onnx, text_onnx = folder / f"{safe}-image-fp32.onnx", folder / f"{safe}-text-fp32.onnx"
         if not (image_onnx.is_file() and text_onnx.is_file()):
             LOG.info("exporting %s to %s (fp32) for ONNX Runtime", self.models.name, folder)
@@ -495,7 +492,12 @@ class _Bench:
                 dtypes=("fp32",),
                 progress=self.config.progress,
             )
-        encoder = OnnxEncoder(
+        if image_dtype == "int8":
+            int8_onnx = folder / f"{safe}-image-int8.onnx"
+            if not int8_onnx.is_file():
+                quantize_graph(image_onnx, int8_onnx)
+            image_onnx = int8_onnx
+        return OnnxEncoder(
             image_onnx,
             text_onnx,
             self.models.preprocess,
@@ -506,10 +508,6 @@ class _Bench:
             intra_op_threads=self.config.ort_threads,
             graph_optimization=self.config.ort_level,
         )
-        if not self.config.onnx_dir:
-            # The sessions hold the graphs in memory; a temporary export is not kept on disk.
-            shutil.rmtree(folder, ignore_errors=True)
-        return encoder
 
     def run_cpu(self, heads: ReprojectionHeads) -> None:
         from fgclip_ros.core.crops import crop_batch_cpu
@@ -521,15 +519,17 @@ class _Bench:
             encoders.append(
                 (f"torch fp32 cpu ({torch.get_num_threads()} threads)", self.torch_encoder("fp32"), heads)
             )
-        if "onnx" in config.backends:
+        wanted = config.backends
+        onnx_dtypes = [dtype for name, dtype in (("onnx", "fp32"), ("int8", "int8")) if name in wanted]
+        if onnx_dtypes:
+            folder = Path(config.onnx_dir or tempfile.mkdtemp(prefix="fgclip_bench_"))
             threads = config.ort_threads or "default"
-            encoders.append(
-                (
-                    f"onnxruntime CPU fp32 ({threads} threads, {config.ort_level})",
-                    self.onnx_encoder(heads),
-                    None,
-                )
-            )
+            for dtype in onnx_dtypes:
+                label = f"onnxruntime CPU {dtype} ({threads} threads, {config.ort_level})"
+                encoders.append((label, self.onnx_encoder(heads, folder, dtype), None))
+            if not config.onnx_dir:
+                # The sessions hold the graphs in memory; a temporary export is not kept on disk.
+                shutil.rmtree(folder, ignore_errors=True)
         if "naive" in config.modes:
             naive_encoder = encoders[0][1] if "torch" in config.backends else self.torch_encoder("fp32")
             naive_text = self.text_embeddings(naive_encoder, heads)
@@ -697,14 +697,21 @@ def summarise(rows: list[Row], config: BenchConfig) -> dict:
                 entry["graph_speedup_over_eager"] = round(eager.median_ms / graph.median_ms, 3)
         else:
             torch_enc = _find(rows, "encoder", count, "torch")
-            ort_enc = _find(rows, "encoder", count, "onnxruntime")
+            ort_enc = _find(rows, "encoder", count, "onnxruntime CPU fp32")
+            int8_enc = _find(rows, "encoder", count, "onnxruntime CPU int8")
             torch_pipe = _find(rows, "pipeline", count, "torch")
-            ort_pipe = _find(rows, "pipeline", count, "onnxruntime")
+            ort_pipe = _find(rows, "pipeline", count, "onnxruntime CPU fp32")
+            int8_pipe = _find(rows, "pipeline", count, "onnxruntime CPU int8")
+            if ort_enc and int8_enc:
+                entry["int8_speedup_encoder"] = round(ort_enc.median_ms / int8_enc.median_ms, 3)
+            if ort_pipe and int8_pipe:
+                entry["int8_speedup_pipeline"] = round(ort_pipe.median_ms / int8_pipe.median_ms, 3)
             if torch_enc and ort_enc:
                 entry["ort_speedup_encoder"] = round(torch_enc.median_ms / ort_enc.median_ms, 3)
             if torch_pipe and ort_pipe:
                 entry["ort_speedup_pipeline"] = round(torch_pipe.median_ms / ort_pipe.median_ms, 3)
-            best = min((r for r in (torch_pipe, ort_pipe) if r), key=lambda r: r.median_ms, default=None)
+            measured = [r for r in (torch_pipe, ort_pipe, int8_pipe) if r]
+            best = min(measured, key=lambda r: r.median_ms, default=None)
             if best and naive:
                 entry["speedup_vs_naive"] = round(naive.median_ms / best.median_ms, 2)
         if entry:

@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend",
         nargs="+",
         default=["torch"],
-        choices=("torch", "onnx"),
-        help="CPU encoders to measure (default: %(default)s)",
+        choices=("torch", "onnx", "int8"),
+        help="CPU encoders to measure: torch, onnx (fp32 graphs), int8 (onnx with the image graph "
+        "quantised) (default: %(default)s)",
     )
     parser.add_argument("--boxes", nargs="+", type=int, default=[1, 4, 16, 64], help="boxes per frame")
     parser.add_argument("--queries", type=int, default=64, help="queries (default: %(default)s)")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fgclip_ros.cli._common import run_main
 from fgclip_ros.core.errors import FgclipError
+from fgclip_ros.export.deploy import BACKENDS, DEFAULT_INTRA_OP_THREADS, QUANTIZE_MODES
 
 
 def node_defaults() -> dict:
@@ -109,7 +110,12 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, defaults: dict | N
         "--device", default=d.get("device", "auto"), help="auto, cpu, cuda, cuda:N (default: %(default)s)"
     )
     model.add_argument("--dtype", default=d.get("dtype", "fp32"), choices=("fp32", "fp16", "bf16"))
-    model.add_argument("--backend", default=d.get("backend", "torch"), choices=("torch", "onnx"))
+    model.add_argument("--backend", default=d.get("backend", "auto"), choices=BACKENDS)
+    model.add_argument("--quantize", default=d.get("quantize", "auto"), choices=QUANTIZE_MODES,
+                       help="int8 image graph on ONNX Runtime's CPU provider (default: %(default)s)")
+    model.add_argument("--intra-op-threads", type=int,
+                       default=int(d.get("intra_op_threads", DEFAULT_INTRA_OP_THREADS)),
+                       help="ONNX Runtime threads per session, 0 = one per core (default: %(default)s)")
     model.add_argument("--context-scale", type=float, default=float(d.get("context_scale", 1.0)))
     model.add_argument(
         "--min-score",
@@ -245,7 +251,7 @@ def apply_template(pipeline, template: str | None) -> None:
 def build_pipeline(args):
     """The Pipeline of --model/--backend/--device/--dtype/--context-scale/--min-score."""
     from fgclip_ros.core.perception import resolve_device
-    from fgclip_ros.core.pipeline import Pipeline
+    from fgclip_ros.export.deploy import deployed_pipeline
 
     device = resolve_device(args.device)
     if device.startswith("cuda"):
@@ -253,11 +259,13 @@ def build_pipeline(args):
 
         if not torch.cuda.is_available():
             raise FgclipError(f"--device {args.device}: CUDA is not available here; use --device cpu")
-    return Pipeline.from_manifest(
+    return deployed_pipeline(
         args.model,
         backend=args.backend,
         device=device,
         dtype=args.dtype,
+        quantize=args.quantize,
+        intra_op_threads=args.intra_op_threads,
         context_scale=args.context_scale,
         min_score=args.min_score,
     )

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fgclip_ros.cli._common import run_main
 from fgclip_ros.core.errors import FgclipError
+from fgclip_ros.export.deploy import BACKENDS, QUANTIZE_MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="prompt template with {} for each caption (default: the manifest's)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
-    parser.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="auto: ONNX Runtime on the CPU (the PyTorch tower with --compare-cosine, whose "
+                             "baseline needs the raw embeddings) (default: %(default)s)")
+    parser.add_argument("--quantize", default="auto", choices=QUANTIZE_MODES,
+                        help="int8 image graph on ONNX Runtime's CPU provider (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=128, help="crops per image-tower batch")
     parser.add_argument("--max-annotations", type=int, default=None, metavar="N",
                         help="evaluate only the first N annotations of each split (quick checks)")
@@ -101,11 +106,11 @@ def _percent(value: float | None) -> str:
 
 
 def run(args, out=None) -> int:
-    from fgclip_ros.core.encoders import build_encoder
     from fgclip_ros.core.manifest import load_manifest
     from fgclip_ros.core.pipeline import load_manifest_heads
     from fgclip_ros.evaluation.fgovd import evaluate_fgovd, find_split_files
     from fgclip_ros.evaluation.plots import plot_mean_ranks
+    from fgclip_ros.export.deploy import deployed_encoder
     from fgclip_ros.synth.vocab import VOCABULARY
 
     out = out or sys.stdout
@@ -118,7 +123,9 @@ def run(args, out=None) -> int:
                               f"(found: {', '.join(split_files)})")
         split_files = {s: split_files[s] for s in wanted}
     manifest = load_manifest(args.model)
-    encoder = build_encoder(manifest, backend=args.backend, device=args.device, dtype=args.dtype)
+    backend = "torch" if args.backend == "auto" and args.compare_cosine else args.backend
+    encoder = deployed_encoder(manifest, backend=backend, device=args.device, dtype=args.dtype,
+                               quantize=args.quantize, progress=not args.no_progress).encoder
     variants = {}
     if encoder.projected:
         variants[_variant_name(manifest)] = None

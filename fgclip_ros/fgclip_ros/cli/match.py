@@ -18,6 +18,7 @@ import numpy as np
 
 from fgclip_ros.cli._common import run_main
 from fgclip_ros.core.errors import FgclipError
+from fgclip_ros.export.deploy import BACKENDS, QUANTIZE_MODES
 
 
 def _box(text: str) -> tuple[float, float, float, float]:
@@ -48,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="prompt template with {} for the query (default: the manifest's)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
-    parser.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="auto: ONNX Runtime on the CPU, graphs exported on first use "
+                             "(default: %(default)s)")
+    parser.add_argument("--quantize", default="auto", choices=QUANTIZE_MODES,
+                        help="int8 image graph on ONNX Runtime's CPU provider (default: %(default)s)")
     parser.add_argument("--context-scale", type=float, default=1.0,
                         help="crop this multiple of each box around its centre (default: %(default)s)")
     parser.add_argument("--min-score", type=float, default=0.0,
@@ -156,7 +161,7 @@ def _report(pipeline, frame, boxes: np.ndarray, args, out) -> None:
 
 
 def run(args, out=None) -> int:
-    from fgclip_ros.core.pipeline import Pipeline
+    from fgclip_ros.export.deploy import deployed_pipeline
 
     out = out or sys.stdout
     if args.device.startswith("cuda"):
@@ -167,8 +172,9 @@ def run(args, out=None) -> int:
     image = _read_image(args.image)
     height, width = image.shape[:2]
     boxes = np.array(args.box or [(0.0, 0.0, float(width), float(height))], dtype=np.float64)
-    pipeline = Pipeline.from_manifest(args.model, backend=args.backend, device=args.device, dtype=args.dtype,
-                                      context_scale=args.context_scale, min_score=args.min_score)
+    pipeline = deployed_pipeline(args.model, backend=args.backend, device=args.device, dtype=args.dtype,
+                                 quantize=args.quantize, context_scale=args.context_scale,
+                                 min_score=args.min_score)
     try:
         pipeline.set_queries(args.query, template=args.template)
     except ValueError as exc:  # a malformed --template

@@ -259,16 +259,18 @@ def offline_evaluation(
     per-detection comparison with the node, and the hard-negative ranking the node cannot give.
     """
     from fgclip_ros.core.perception import resolve_device
-    from fgclip_ros.core.pipeline import Pipeline
     from fgclip_ros.evaluation.bag import EvalBagOptions, evaluate_bag
     from fgclip_ros.evaluation.bag_report import write_report
+    from fgclip_ros.export.deploy import DEFAULT_INTRA_OP_THREADS, deployed_pipeline
     from fgclip_ros.synth.vocab import VOCABULARY
 
-    pipeline = Pipeline.from_manifest(
+    pipeline = deployed_pipeline(
         model,
-        backend=str(params.get("backend", "torch")),
+        backend=str(params.get("backend", "auto")),
         device=resolve_device(device),
         dtype=str(params.get("dtype", "fp32")),
+        quantize=str(params.get("quantize", "auto")),
+        intra_op_threads=int(params.get("intra_op_threads", DEFAULT_INTRA_OP_THREADS)),
         context_scale=float(params.get("context_scale", 1.0)),
     )
     if params.get("prompt_template"):

@@ -555,6 +555,8 @@ def run_demo(options: DemoOptions, command: str = "fgclip-demo") -> dict:
         run.query_service()
         _say(f"Query service: {len(run.service['queries'])} queries on the latest frame answered")
         diagnostics = run.node_diagnostics()
+        _say(f"the node ran the model on {diagnostics.get('hardware_id') or 'an unreported provider'} "
+             f"(backend {run.params.get('backend', 'auto')})")
         stack.close()  # stops the node and closes the graph before the offline work
         if run.node_exit != 0:
             _say(f"warning: the node exited with status {run.node_exit} when stopped ({run.node.log_path})")

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from fgclip_ros.core.paths import config_dir
+from fgclip_ros.export.deploy import BACKENDS
 
 EXECUTOR_THREADS = 8  # frames + waiting Query calls + lifecycle/parameter services + diagnostics
 EXIT_OK, EXIT_CONFIGURE_FAILED, EXIT_USAGE = 0, 1, 2
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="override the 'model' parameter (manifest name or path)")
     parser.add_argument("--device", help="override 'device' (cpu, cuda, cuda:1, auto)")
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), help="override 'dtype'")
-    parser.add_argument("--backend", choices=("torch", "onnx"), help="override 'backend'")
+    parser.add_argument("--backend", choices=BACKENDS, help="override 'backend'")
     parser.add_argument("--queries", nargs="+", metavar="QUERY", help="override the 'queries' parameter")
     parser.add_argument(
         "--no-autostart",

@@ -16,6 +16,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
 from fgclip_ros.core.query_text import DEFAULT_MAX_QUERIES, DEFAULT_MAX_QUERY_CHARS
+from fgclip_ros.export.deploy import BACKENDS, DEFAULT_INTRA_OP_THREADS, QUANTIZE_MODES
 
 # When a change takes effect: immediately, at the next activate, or at the next configure.
 RUNTIME, ACTIVATE, CONFIGURE = "runtime", "activate", "configure"
@@ -23,7 +24,6 @@ RUNTIME, ACTIVATE, CONFIGURE = "runtime", "activate", "configure"
 RELIABILITIES = ("reliable", "best_effort")
 DURABILITIES = ("volatile", "transient_local")
 IMAGE_TRANSPORTS = ("raw", "compressed")
-BACKENDS = ("torch", "onnx")
 DTYPES = ("fp32", "fp16", "bf16")
 
 
@@ -44,7 +44,32 @@ SPECS: tuple[Spec, ...] = (
         "Model manifest: a name from the package's models/ folder or a path to a manifest .yaml.",
         CONFIGURE,
     ),
-    Spec("backend", "torch", "Inference backend.", CONFIGURE, BACKENDS),
+    Spec(
+        "backend",
+        "auto",
+        "Inference backend. auto: ONNX Runtime on the CPU; on CUDA ONNX Runtime's TensorRT provider "
+        "(fp16 engines) where it is available, else the PyTorch CUDA-graph path. Graphs the manifest "
+        "does not name are exported once into the user cache (first configure) and reused.",
+        CONFIGURE,
+        BACKENDS,
+    ),
+    Spec(
+        "quantize",
+        "auto",
+        "Image graph precision on ONNX Runtime's CPU provider. auto: int8 when it passes the accuracy "
+        "gate for the model and measured faster than fp32 at export, else fp32; int8: require it "
+        "(configure fails when the gate refuses it); none: fp32.",
+        CONFIGURE,
+        QUANTIZE_MODES,
+    ),
+    Spec(
+        "intra_op_threads",
+        DEFAULT_INTRA_OP_THREADS,
+        "ONNX Runtime threads per session (0 = its default, one per core); 1 measured fastest on a "
+        "2-core machine, whose other core serves ROS and the crops.",
+        CONFIGURE,
+        range=(0, 1024),
+    ),
     Spec(
         "device", "auto", "Torch device (cpu, cuda, cuda:1); auto = cuda when available, else cpu.", CONFIGURE
     ),
@@ -206,6 +231,8 @@ class NodeParams:
 
     model: str
     backend: str
+    quantize: str
+    intra_op_threads: int
     device: str
     dtype: str
     image_size: list[int]

@@ -137,7 +137,7 @@ class PerceptionNode(LifecycleNode):
         return self._last_error
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        from fgclip_ros.core.pipeline import Pipeline  # torch/open_clip: only when a model is loaded
+        from fgclip_ros.export.deploy import deployed_pipeline  # torch/open_clip: only when a model is loaded
 
         params = self._params = read_all(self)
         self._last_error = ""
@@ -150,11 +150,13 @@ class PerceptionNode(LifecycleNode):
         device = resolve_device(params.device)
         started = time.perf_counter()
         try:
-            pipeline = Pipeline.from_manifest(
+            pipeline = deployed_pipeline(
                 params.model,
                 backend=params.backend,
                 device=device,
                 dtype=params.dtype,
+                quantize=params.quantize,
+                intra_op_threads=params.intra_op_threads,
                 context_scale=params.context_scale,
                 min_score=params.min_score,
             )
