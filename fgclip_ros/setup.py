@@ -66,6 +66,7 @@ CONSOLE_SCRIPTS = [
     "fgclip-train-reprojection",  # train re-projection heads (issue 4)
     "fgclip-export",  # ONNX export with folded heads (issue 5)
     "fgclip-bench",  # latency/throughput benchmark (issue 5)
+    "fgclip-bench-node",  # the node end to end in a private graph: rate, latency, ROS overhead
     "fgclip-eval-bag",  # evaluate the node on a recorded bag (issue 6)
     "fgclip-eval-bags",  # evaluate many bags in one report, in-process or on Ray
     "fgclip-make-sample-bag",  # write the bundled sample bag (issue 6)

@@ -110,6 +110,14 @@ def write_tiny_manifest(folder) -> Path:
     return folder / "tiny.yaml"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_user_cache(tmp_path_factory):
+    """Tests, and the nodes and CLIs they start, export and download into a temporary cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FGCLIP_ROS_CACHE", str(tmp_path_factory.mktemp("fgclip_ros_cache")))
+        yield
+
+
 # The folder a test lives in is its kind: `pytest -m unit` (make test-fast) selects the fast ones.
 TEST_KINDS = ("unit", "graph", "workspace", "demo")
 
