@@ -67,6 +67,7 @@ class NodeBenchRow:
     latency_p99_ms: float
     engine_p50_ms: float
     ros_overhead_ms: float
+    node_counters: dict = field(default_factory=dict)  # the node's input counters during this configuration
 
 
 def _say(text: str) -> None:
@@ -193,6 +194,7 @@ class _Bench:
 
     def run_one(self, backend: str, width: int, height: int, count: int) -> NodeBenchRow:
         image, detections = _messages(width, height, count)
+        before = self._counters(self._status_after(time.monotonic() - 1.0))
         period_ns = int(1e9 / self.config.rate_hz)
         self.arrivals.clear()
         stamps: list[int] = []
@@ -218,9 +220,17 @@ class _Bench:
         span_s = (counted[-1] - counted[0]) / 1e9 + 1.0 / self.config.rate_hz if counted else math.nan
         engine = float(status.get("latency_p50_ms", "nan"))
         latency_p50 = _percentile(latencies, 50)
+        after = self._counters(status)
+        counters = {key: after[key] - before.get(key, 0) for key in after}
         return NodeBenchRow(backend, status.get("hardware_id", ""), width, height, count, self.config.rate_hz,
                             len(counted), len(latencies), len(latencies) / span_s, latency_p50,
-                            _percentile(latencies, 99), engine, latency_p50 - engine)
+                            _percentile(latencies, 99), engine, latency_p50 - engine, counters)
+
+    @staticmethod
+    def _counters(status: dict) -> dict:
+        keys = ("frames_processed", "image_unmatched", "detections_unmatched", "image_overflow",
+                "detections_overflow")
+        return {key: int(float(status[key])) for key in keys if key in status}
 
     def _status_after(self, moment: float) -> dict:
         """The first /diagnostics status after `moment` (its window ends with this configuration)."""
