@@ -157,7 +157,8 @@ def run(args, out=None) -> int:
     try:
         device = _device(args)
         model = ModelSpec(
-            args.model, args.backend, device, args.dtype, args.context_scale, args.min_score, args.template
+            args.model, args.backend, device, args.dtype, args.context_scale, args.min_score, args.template,
+            args.quantize, args.intra_op_threads,
         )
         out_dir = Path(args.out)
         job = EvalJob(model, options, out_dir, write_bags=args.write_bags)

@@ -128,24 +128,28 @@ def image_messages(path: Path, image_topic: str | None) -> int:
 # --- the model ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a worker needs to build the Pipeline: `Pipeline.from_manifest`'s arguments and the template."""
+    """What a worker needs to build the Pipeline: `deployed_pipeline`'s arguments and the template."""
 
     model: str  # manifest name or path
-    backend: str = "torch"
+    backend: str = "auto"
     device: str = "cpu"  # resolved (cpu, cuda, cuda:N)
     dtype: str = "fp32"
     context_scale: float = 1.0
     min_score: float = 0.0
     template: str | None = None  # None: the manifest's
+    quantize: str = "auto"
+    intra_op_threads: int = 1
 
     def build(self):
-        from fgclip_ros.core.pipeline import Pipeline
+        from fgclip_ros.export.deploy import deployed_pipeline
 
-        pipeline = Pipeline.from_manifest(
+        pipeline = deployed_pipeline(
             self.model,
             backend=self.backend,
             device=self.device,
             dtype=self.dtype,
+            quantize=self.quantize,
+            intra_op_threads=self.intra_op_threads,
             context_scale=self.context_scale,
             min_score=self.min_score,
         )

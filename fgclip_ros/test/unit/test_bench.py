@@ -31,7 +31,8 @@ def test_tiny_cpu_run_writes_every_measurement(tmp_path, capsys):
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     status = main([
         "--arch", TINY_ARCHITECTURE, "--model-config", str(config), "--random-weights", "--device", "cpu",
-        "--backend", "torch", "onnx", "int8", "--boxes", "1", "3", "--bulk", "5", "--queries", "4", "--threads", "1",
+        "--backend", "torch", "onnx", "int8", "--boxes", "1", "3", "--bulk", "5", "--queries", "4",
+        "--threads", "1",
         "--budget-s", "0", "--min-iters", "1", "--max-iters", "1", "--onnx-dir", str(tmp_path / "onnx"),
         "--json", str(out), "--png", str(png), "--no-progress", "--quiet",
         "--profile", str(tmp_path / "prof"),
@@ -44,9 +45,8 @@ def test_tiny_cpu_run_writes_every_measurement(tmp_path, capsys):
         for backend in ("torch", "onnxruntime"):
             assert ("encoder", count, backend) in measured
             assert ("pipeline", count, "Pipeline") in measured
-        assert {"ort_speedup_encoder", "ort_speedup_pipeline", "int8_speedup_encoder", "speedup_vs_naive"} <= set(
-            result["summary"][f"N={count}"]
-        )
+        expected = {"ort_speedup_encoder", "ort_speedup_pipeline", "int8_speedup_encoder", "speedup_vs_naive"}
+        assert expected <= set(result["summary"][f"N={count}"])
     assert {row["variant"].split(" ")[0] for row in result["rows"] if row["section"] == "bulk"} == {
         "torch",
         "onnxruntime",
