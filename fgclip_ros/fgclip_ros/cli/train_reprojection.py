@@ -7,9 +7,15 @@ Examples:
   fgclip-train-reprojection --model fgsynth-cosine --train data/fgsynth/train --val data/fgsynth/val \
       --lr 1e-3 --epochs 30 --category-weight 1 --name fgsynth \
       --out fgclip_ros/models/fgsynth/fgsynth_heads.pt --manifest-out fgclip_ros/models/fgsynth.yaml
-  # the paper's recipe on real FG-OVD training files (COCO images), visual side only
-  fgclip-train-reprojection --model openai-vit-b-16 --train FG-OVD/training --images /data/coco \
-      --val-fraction 0.05 --sides visual --out heads_te-freezed.pt
+  # the paper's recipe on real FG-OVD training files (COCO images), from the COCO triplet heads
+  fgclip-train-reprojection --recipe paper --model openai-vit-b-16 --train FG-OVD/training/1_attributes.json \
+      --val FG-OVD/validation/1_attributes.json --images /data/coco --init triplet_linear-mlp.pt \
+      --out fg-ovd_linear.pt
+
+--recipe paper sets the paper's values (sigmoid score under the margin, summed loss, Hard split,
+>= 10 negatives, selection by validation loss from epoch 1, no early stopping, seed 123, fp16
+features, the caption-axis normalisation quirk; training.reprojection.PAPER_RECIPE) as defaults;
+flags given explicitly still win. --recipe project (default) is the project's own recipe.
 
 The frozen embeddings are computed once and cached (--cache-dir, default the fgclip_ros cache);
 the heads are saved in the upstream key layout, with a manifest YAML, a JSON log and a PNG curve.
@@ -79,14 +85,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--embed-batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--recipe",
+        choices=("project", "paper"),
+        default="project",
+        help="defaults for the training settings: the project's or the paper's (default: %(default)s)",
+    )
     for field in dataclasses.fields(HeadTrainConfig):
-        parser.add_argument(
-            "--" + field.name.replace("_", "-"),
-            type=type(field.default),
-            default=field.default,
-            help=f"default: {field.default!r}",
-        )
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(field.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
+                                help=f"default: {field.default!r}")
+        else:
+            parser.add_argument(flag, type=type(field.default), default=field.default,
+                                help=f"default: {field.default!r}")
     return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse once for --recipe, then again with that recipe's settings as the defaults."""
+    from fgclip_ros.training.reprojection import PAPER_RECIPE
+
+    parser = build_parser()
+    known, _ = parser.parse_known_args(argv)
+    if known.recipe == "paper":
+        parser.set_defaults(**PAPER_RECIPE)
+    return parser.parse_args(argv)
 
 
 def detect_categories(spec: str, train_paths) -> list[str] | None:
@@ -176,6 +200,7 @@ def run(args) -> int:
             "train_annotations": train.annotations,
             "val_annotations": val.annotations,
             "categories": categories,
+            "recipe": args.recipe,
         },
     )
     base = result.baseline
@@ -208,7 +233,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("fgclip_ros").setLevel(logging.INFO)
     try:

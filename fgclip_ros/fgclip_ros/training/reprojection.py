@@ -13,6 +13,9 @@
    contrastive warm-up (image vs. positive caption, in-batch InfoNCE) and a category-preserving
    term (cross-entropy of the image against "a {category}" prompts) that keeps zero-shot category
    accuracy. Early stopping on the validation set's mean-rank sum; the best epoch is kept.
+   ``PAPER_RECIPE`` is the paper's recipe point by point (sigmoid score, summed loss, Hard split,
+   >= 10 negatives, selection by validation loss, seed 123, fp16 features and its caption-axis
+   normalisation quirk, ``project_caption_batch``); ``init`` may name heads to start from.
 3. ``save_trained``: the heads in the upstream key layout (``core.reprojection.save_heads``), a
    manifest YAML next to them that reuses the base model's encoder, and a JSON + PNG log.
 """
@@ -362,10 +365,10 @@ def annotation_categories(cache: EmbeddingCache, categories: Sequence[str]) -> t
 class HeadTrainConfig:
     kind: str = "linear"  # linear | mlp
     sides: str = "both"  # both | visual | text
-    init: str = "identity"  # identity (linear: epoch 0 = cosine) | default (torch's init)
+    init: str = "identity"  # identity (linear: epoch 0 = cosine) | default (torch's init) | a heads file
     margin: float = 0.05
     lr: float = 1e-5
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # AdamW's; 0 makes it Adam, the paper's optimiser
     batch_size: int = 256
     epochs: int = 10
     patience: int = 3  # epochs without val improvement before stopping; 0 = never stop
@@ -374,40 +377,120 @@ class HeadTrainConfig:
     category_weight: float = 0.0  # category-preserving term (needs categories)
     category_prompt: str = "a {}"
     temperature: float = 0.07  # of the contrastive and category terms
+    score: str = "cosine"  # under the margin: cosine | sigmoid (of the cosine, the paper's)
+    reduction: str = "mean"  # of the triplet terms over (image, negative) pairs: mean | sum (the paper's)
+    train_splits: str = ""  # comma-separated splits to train and validate on ("" = all in the files)
+    min_negatives: int = 0  # > 0: only annotations with at least this many, using their first this many
+    select: str = "val_rank"  # kept: val_rank (lowest val MRS, epoch 0 included) | val_loss (epoch >= 1)
+    caption_axis_norm: bool = False  # the paper's quirk: training text embeddings normalised over captions
+    features: str = "fp32"  # fp16: frozen embeddings rounded to fp16, as the paper's were stored
     seed: int = 0
     device: str = "cpu"
 
 
+# The paper's FG-OVD recipe, point by point (../docs/training.md lists where the project's differs).
+PAPER_RECIPE: dict = {
+    "margin": 0.05, "lr": 1e-5, "weight_decay": 0.0, "batch_size": 256, "epochs": 10, "patience": 0,
+    "warmup_epochs": 0, "contrastive_weight": 0.0, "category_weight": 0.0, "score": "sigmoid",
+    "reduction": "sum", "train_splits": "hard", "min_negatives": 10, "select": "val_loss",
+    "caption_axis_norm": True, "features": "fp16", "seed": 123,
+}
+
+
 def make_heads(kind: str, sides: str, embed_dim: int, init: str = "identity") -> ReprojectionHeads:
+    """Heads to train: identity-initialised, torch's default init, or loaded from a heads file."""
     if kind not in ("linear", "mlp"):
         raise ValueError(f"kind must be linear or mlp, got {kind!r}")
     if sides not in ("both", "visual", "text"):
         raise ValueError(f"sides must be both, visual or text, got {sides!r}")
+    if init not in ("identity", "default"):
+        # Start from given heads (the paper starts its FG-OVD heads from COCO triplet heads).
+        from fgclip_ros.core.reprojection import load_heads
+
+        return load_heads(Path(init), kind, embed_dim, sides=sides).train()
 
     def head(trained: bool) -> Head:
         h = Head(kind if trained else "identity", embed_dim)
         if trained and init == "identity":
             # Linear: start at the identity map, so epoch 0 is cosine. MLP: identity weights, so the
             # start is tanh(tanh(x)), which keeps the sign pattern of x (tanh follows every Linear).
-            last = h.layers[-1]
-            torch.nn.init.eye_(last.weight)
-            torch.nn.init.zeros_(last.bias)
-            if kind == "mlp":
-                torch.nn.init.eye_(h.layers[0].weight)
-                torch.nn.init.zeros_(h.layers[0].bias)
+            for layer in h.layers:
+                torch.nn.init.eye_(layer.weight)
+                torch.nn.init.zeros_(layer.bias)
         return h
 
     return ReprojectionHeads(head(sides in ("both", "visual")), head(sides in ("both", "text")))
 
 
 def triplet_loss(
-    image: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, mask: torch.Tensor, margin: float
+    image: torch.Tensor,
+    positive: torch.Tensor,
+    negatives: torch.Tensor,
+    mask: torch.Tensor,
+    margin: float,
+    score: str = "cosine",
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    """Mean over (anchor, negative) pairs of relu(margin - s(v, t+) + s(v, t-)); inputs normalised."""
+    """relu(margin - s(v, t+) + s(v, t-)) over (anchor, negative) pairs; inputs normalised.
+
+    s is the dot product (``score="cosine"``) or its sigmoid (the paper's); the terms are averaged
+    over the unmasked pairs (``reduction="mean"``) or summed (the paper's).
+    """
     pos = (image * positive).sum(-1, keepdim=True)
     neg = torch.einsum("bd,bkd->bk", image, negatives)
+    if score == "sigmoid":
+        pos, neg = torch.sigmoid(pos), torch.sigmoid(neg)
+    elif score != "cosine":
+        raise ValueError(f"score must be cosine or sigmoid, got {score!r}")
     losses = F.relu(margin - pos + neg) * mask
+    if reduction == "sum":
+        return losses.sum()
+    if reduction != "mean":
+        raise ValueError(f"reduction must be mean or sum, got {reduction!r}")
     return losses.sum() / mask.sum().clamp(min=1)
+
+
+def project_caption_batch(
+    heads: ReprojectionHeads, raw: torch.Tensor, caption_axis_norm: bool
+) -> torch.Tensor:
+    """(B, C, D) raw caption embeddings -> projected, normalised per caption (or over the C axis).
+
+    ``caption_axis_norm`` reproduces the paper's training code, which normalises the (B, 1 + K, D)
+    text batch along dim 1 (each feature over the captions) rather than per caption; its evaluation
+    normalises per caption, as ``project_texts`` does.
+    """
+    if not caption_axis_norm:
+        return heads.project_texts(raw)
+    return F.normalize(heads.text(raw.to(torch.float32)), dim=1)
+
+
+def select_annotations(cache: EmbeddingCache, cfg: HeadTrainConfig) -> EmbeddingCache:
+    """What a recipe trains / validates on: its splits, >= ``min_negatives``, features as stored."""
+    keep = cache.valid[cache.crop].clone()
+    if cfg.train_splits:
+        wanted = [s.strip() for s in cfg.train_splits.split(",") if s.strip()]
+        missing = [s for s in wanted if s not in cache.splits]
+        if missing:
+            raise ValueError(
+                f"train_splits {', '.join(missing)} not in the given files ({', '.join(cache.splits)})"
+            )
+        keep &= torch.isin(cache.split, torch.tensor([cache.splits.index(s) for s in wanted]))
+    if cfg.min_negatives > 0:
+        keep &= (cache.negatives >= 0).sum(1) >= cfg.min_negatives
+    if cfg.caption_axis_norm and cfg.min_negatives <= 0:
+        raise ValueError("caption_axis_norm normalises a (B, 1 + K, D) batch: set min_negatives to K")
+    out = cache.subset(keep)
+    if cfg.min_negatives > 0:
+        out.negatives = out.negatives[:, : cfg.min_negatives]
+    if cfg.features == "fp16":
+        out.image, out.text = out.image.half().float(), out.text.half().float()
+    elif cfg.features != "fp32":
+        raise ValueError(f"features must be fp32 or fp16, got {cfg.features!r}")
+    if out.annotations == 0:
+        raise ValueError(
+            f"no annotation of splits {cfg.train_splits or 'all'} has {cfg.min_negatives} negatives"
+        )
+    return out
 
 
 def info_nce(image: torch.Tensor, text: torch.Tensor, same_caption: torch.Tensor, temperature: float):
@@ -473,13 +556,19 @@ def train_heads(
     category_text: torch.Tensor | None = None,
     progress: bool | None = None,
 ) -> HeadTrainResult:
-    """Train heads on ``train`` with early stopping on ``val``'s mean-rank sum (lower is better).
+    """Train heads on ``train``, keeping the epoch ``cfg.select`` prefers on ``val``.
 
-    ``categories`` + ``category_text`` (raw embeddings of the category prompts, in that order) enable
-    the category-preserving term and the category accuracy in the metrics.
+    ``val_rank``: the lowest validation mean-rank sum, the start (epoch 0) included, with early
+    stopping after ``patience`` epochs without improvement. ``val_loss`` (the paper's): the lowest
+    validation triplet loss among epochs >= 1. ``categories`` + ``category_text`` (raw embeddings of
+    the category prompts, in that order) enable the category-preserving term and the category
+    accuracy in the metrics.
     """
     from tqdm import tqdm
 
+    if cfg.select not in ("val_rank", "val_loss"):
+        raise ValueError(f"select must be val_rank or val_loss, got {cfg.select!r}")
+    train, val = select_annotations(train, cfg), select_annotations(val, cfg)
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -507,8 +596,10 @@ def train_heads(
         _cat_text(baseline),
         start["rank_sum"],
     )
-    history: list[dict] = [{"epoch": 0, "phase": "start", "val": start}]
+    start_loss = validation_loss(heads, val, cfg)
+    history: list[dict] = [{"epoch": 0, "phase": "start", "val": start, "val_loss": start_loss}]
     best_state, best_epoch, best = copy.deepcopy(heads.state_dict()), 0, start
+    best_loss = math.inf  # val_loss selection never keeps the untrained start
     stale = 0
     total_epochs = cfg.warmup_epochs + cfg.epochs
     for epoch in range(1, total_epochs + 1):
@@ -535,10 +626,7 @@ def train_heads(
                     v, t_pos, same, cfg.temperature
                 )
             if not warmup:
-                negative_rows = neg_all[batch]
-                mask = (negative_rows >= 0).float()
-                t_neg = heads.project_texts(text_raw[negative_rows.clamp(min=0)])
-                loss = loss + triplet_loss(v, t_pos, t_neg, mask, cfg.margin)
+                loss = loss + _batch_triplet_loss(heads, v, text_raw, positive_rows, neg_all[batch], cfg)
             if cfg.category_weight > 0:
                 cats = cat_all[batch]
                 has = cats >= 0
@@ -553,26 +641,33 @@ def train_heads(
         bar.close()
         heads.eval()
         metrics = evaluate_heads(heads, val, val_cat, category_text)
+        val_loss = validation_loss(heads, val, cfg)
         entry = {
             "epoch": epoch,
             "phase": "warmup" if warmup else "triplet",
             "loss": float(np.mean(losses)),
             "val": metrics,
+            "val_loss": val_loss,
         }
         history.append(entry)
-        improved = not warmup and metrics["rank_sum"] < best["rank_sum"] - 1e-9
+        if cfg.select == "val_loss":
+            improved = not warmup and val_loss < best_loss
+        else:
+            improved = not warmup and metrics["rank_sum"] < best["rank_sum"] - 1e-9
         LOG.info(
-            "epoch %d/%d (%s) loss %.4f val rank sum %.3f%s%s",
+            "epoch %d/%d (%s) loss %.4f val loss %.4f val rank sum %.3f%s%s",
             epoch,
             total_epochs,
             entry["phase"],
             entry["loss"],
+            val_loss,
             metrics["rank_sum"],
             _cat_text(metrics),
             " *" if improved else "",
         )
         if improved:
             best_state, best_epoch, best, stale = copy.deepcopy(heads.state_dict()), epoch, metrics, 0
+            best_loss = val_loss
         elif not warmup:
             stale += 1
             if cfg.patience and stale >= cfg.patience:
@@ -581,6 +676,32 @@ def train_heads(
     heads.load_state_dict(best_state)
     heads.eval()
     return HeadTrainResult(heads.cpu(), best_epoch, history, baseline, best)
+
+
+def _batch_triplet_loss(heads, image, text_raw, positive_rows, negative_rows, cfg) -> torch.Tensor:
+    """The recipe's triplet term for one batch: projected images vs. their positive + negatives."""
+    mask = (negative_rows >= 0).float()
+    rows = torch.cat([positive_rows[:, None], negative_rows.clamp(min=0)], dim=1)
+    texts = project_caption_batch(heads, text_raw[rows], cfg.caption_axis_norm)
+    return triplet_loss(image, texts[:, 0], texts[:, 1:], mask, cfg.margin, cfg.score, cfg.reduction)
+
+
+@torch.no_grad()
+def validation_loss(heads: ReprojectionHeads, val: EmbeddingCache, cfg: HeadTrainConfig) -> float:
+    """The recipe's triplet loss on the validation annotations (summed over batches; mean for "mean")."""
+    device = next(heads.parameters(), torch.empty(0)).device
+    rows = torch.nonzero(val.valid[val.crop]).squeeze(1)
+    image_raw, text_raw = val.image.to(device), val.text.to(device)
+    total, pairs = 0.0, 0.0
+    for start in range(0, len(rows), cfg.batch_size):
+        batch = rows[start : start + cfg.batch_size]
+        v = heads.project_images(image_raw[val.crop[batch].to(device)])
+        negatives = val.negatives[batch].to(device)
+        loss = _batch_triplet_loss(heads, v, text_raw, val.positive[batch].to(device), negatives, cfg)
+        weight = float((negatives >= 0).sum())
+        total += float(loss) * (weight if cfg.reduction == "mean" else 1.0)
+        pairs += weight
+    return total / max(pairs, 1.0) if cfg.reduction == "mean" else total
 
 
 def _cat_text(metrics: dict) -> str:
