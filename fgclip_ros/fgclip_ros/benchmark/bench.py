@@ -8,8 +8,9 @@ A synthetic 1280x720 frame with N boxes is scored against M queries by:
   transform on the CPU, then one float32 batch through the tower, heads and matching;
 - ``encoder``: the image tower + heads alone on a batch already on the device (CUDA: eager and as a
   CUDA graph replay; CPU: PyTorch, and ONNX Runtime with the exported graph);
-- ``pipeline``: the optimised frame path end to end, frame + boxes in, MatchResult out (CUDA:
-  ``gpu.GpuFrameEncoder``; CPU: ``pipeline.Pipeline`` on the PyTorch or ONNX Runtime encoder);
+- ``pipeline``: the node's own per-frame function, ``PerceptionEngine.process``, frame + boxes in,
+  per-box results out (CUDA: the fused ``gpu.GpuFrameEncoder`` path; CPU: crops + the PyTorch or
+  ONNX Runtime encoder + matching);
 - ``bulk``: crops/s of ``encoder`` and ``pipeline`` at large batches (one frame, many boxes).
 
 Each measurement repeats for a time budget (at least `min_iters` runs) after warm-up runs and
@@ -34,6 +35,7 @@ import torch
 
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.core.matcher import match
+from fgclip_ros.core.prompts import prompts
 from fgclip_ros.core.reprojection import Head, ReprojectionHeads
 
 LOG = logging.getLogger("fgclip_ros.bench")
@@ -279,9 +281,9 @@ class _Bench:
         self.timer = Timer(config, self.device)
         self.models = _load_models(config)
         self.frame = synthetic_frame(seed=config.seed)
-        self.queries = [
-            self.models.prompt_template.replace("{}", q, 1) for q in synthetic_queries(config.queries)
-        ]
+        self.queries = synthetic_queries(config.queries)
+        # The component rows feed the text tower directly, with the prompts the engine builds.
+        self.prompts = prompts(self.models.prompt_template, self.queries)
         self.rows: list[Row] = []
         self.timelines: dict[str, dict[str, float]] = {}
         self._progress = None
@@ -321,10 +323,22 @@ class _Bench:
 
     def text_embeddings(self, encoder, heads: ReprojectionHeads | None) -> torch.Tensor:
         with torch.inference_mode():
-            raw = encoder.encode_texts(self.queries)
+            raw = encoder.encode_texts(self.prompts)
             if encoder.projected:
                 return torch.nn.functional.normalize(raw.float(), dim=-1)
             return heads.project_texts(raw)
+
+    def engine(self, encoder, heads: ReprojectionHeads | None):
+        """The node's per-frame function around `encoder`: what every "pipeline" row times."""
+        from fgclip_ros.core.perception import PerceptionEngine
+        from fgclip_ros.core.pipeline import Pipeline
+
+        pipeline = Pipeline(encoder, heads, prompt_template=self.models.prompt_template)
+        height, width = self.frame.shape[:2]
+        pipeline.prepare_frames(width, height)
+        engine = PerceptionEngine(pipeline, max_detections=0)  # 0: every box, bulk rows included
+        engine.set_queries(self.queries)
+        return engine
 
     # -- (a) naive
     def naive_frame(self, fp32_encoder, heads: ReprojectionHeads, text: torch.Tensor, boxes: np.ndarray):
@@ -369,6 +383,7 @@ class _Bench:
         fast = GpuFrameEncoder(encoder, heads, cuda_graphs=True, frame_size=(width, height))
         LOG.info("CUDA graph warm-up (%d buckets): %.2f s", len(fast.buckets), time.perf_counter() - start)
         tower = _TowerGraphs(fast) if fast.cuda_graphs else None
+        engine = self.engine(encoder, heads)
         text = self.text_embeddings(encoder, heads)
         self.add(
             "text",
@@ -399,8 +414,8 @@ class _Bench:
                             self.timer.measure(lambda raw=raw_crops: tower(raw)),
                         )
             if "pipeline" in config.modes or section:
-                fns = [lambda b=boxes: fast.process(self.frame, b, text)]
-                labels = [(section or "pipeline", f"GpuFrameEncoder {tag}")]
+                fns = [lambda b=boxes: engine.process(self.frame, b)]
+                labels = [(section or "pipeline", f"PerceptionEngine.process, fused GpuFrameEncoder {tag}")]
                 if graphed and not section:
                     # The previous design, crops cut eagerly and then the tower graph, in the same
                     # rotation: what moving the crops into the graph changed, on the same machine.
@@ -419,7 +434,7 @@ class _Bench:
                 self.timelines[f"N={count}"] = self.timeline(fast, boxes, text)
                 if config.profile_dir:
                     profile_frames(
-                        lambda b=boxes: fast.process(self.frame, b, text),
+                        lambda b=boxes: engine.process(self.frame, b),
                         self.device,
                         f"N{count}",
                         Path(config.profile_dir),
@@ -511,7 +526,6 @@ class _Bench:
 
     def run_cpu(self, heads: ReprojectionHeads) -> None:
         from fgclip_ros.core.crops import crop_batch_cpu
-        from fgclip_ros.core.pipeline import Pipeline
 
         config = self.config
         encoders = []
@@ -534,11 +548,7 @@ class _Bench:
             naive_encoder = encoders[0][1] if "torch" in config.backends else self.torch_encoder("fp32")
             naive_text = self.text_embeddings(naive_encoder, heads)
         sizes = sorted(set(config.boxes) | (set(config.bulk) if "bulk" in config.modes else set()))
-        pipelines = []
-        for _, encoder, encoder_heads in encoders:
-            pipeline = Pipeline(encoder, encoder_heads, prompt_template="{}")
-            pipeline.set_queries(self.queries)
-            pipelines.append(pipeline)
+        engines = [self.engine(encoder, encoder_heads) for _, encoder, encoder_heads in encoders]
         for count in sizes:
             boxes = synthetic_boxes(count, seed=config.seed)
             pixels, _ = crop_batch_cpu(self.frame, boxes, self.models.preprocess)
@@ -549,8 +559,11 @@ class _Bench:
                 for (label, _, _), timing in zip(encoders, self.timer.measure_interleaved(fns), strict=True):
                     self.add(section or "encoder", label, count, timing)
             if "pipeline" in config.modes or section:
-                fns = [lambda pl=pl: pl.process(self.frame, boxes) for pl in pipelines]
-                labels = [(section or "pipeline", f"Pipeline {label}") for label, _, _ in encoders]
+                fns = [lambda en=en: en.process(self.frame, boxes) for en in engines]
+                labels = [
+                    (section or "pipeline", f"Pipeline (PerceptionEngine.process) {label}")
+                    for label, _, _ in encoders
+                ]
                 if "naive" in config.modes and not section:
                     # The naive baseline runs in the same rotation (same model, heads and queries).
                     fns.append(self.naive_frame(naive_encoder, heads, naive_text, boxes))
@@ -558,9 +571,9 @@ class _Bench:
                 for (where, label), timing in zip(labels, self.timer.measure_interleaved(fns), strict=True):
                     self.add(where, label, count, timing)
                 if config.profile_dir and not section:
-                    for (label, _, _), pipeline in zip(encoders, pipelines, strict=True):
+                    for (label, _, _), engine in zip(encoders, engines, strict=True):
                         profile_frames(
-                            lambda pl=pipeline: pl.process(self.frame, boxes),
+                            lambda en=engine: en.process(self.frame, boxes),
                             self.device,
                             f"N{count} {label}",
                             Path(config.profile_dir),

@@ -267,7 +267,6 @@ def build_pipeline(args):
         quantize=args.quantize,
         intra_op_threads=args.intra_op_threads,
         context_scale=args.context_scale,
-        min_score=args.min_score,
     )
 
 

@@ -173,13 +173,12 @@ def run(args, out=None) -> int:
     height, width = image.shape[:2]
     boxes = np.array(args.box or [(0.0, 0.0, float(width), float(height))], dtype=np.float64)
     pipeline = deployed_pipeline(args.model, backend=args.backend, device=args.device, dtype=args.dtype,
-                                 quantize=args.quantize, context_scale=args.context_scale,
-                                 min_score=args.min_score)
+                                 quantize=args.quantize, context_scale=args.context_scale)
     try:
         pipeline.set_queries(args.query, template=args.template)
     except ValueError as exc:  # a malformed --template
         raise FgclipError(f"--template: {exc}") from None
-    frame = pipeline.process(image, boxes)
+    frame = pipeline.process(image, boxes, args.min_score)
     _report(pipeline, frame, boxes, args, out)
     return 0
 

@@ -135,6 +135,7 @@ def run(args) -> int:
 
     from fgclip_ros.core.encoders import build_encoder
     from fgclip_ros.core.manifest import load_manifest
+    from fgclip_ros.core.prompts import prompt
     from fgclip_ros.training import reprojection as rp
 
     if args.threads:
@@ -143,7 +144,7 @@ def run(args) -> int:
     manifest = load_manifest(args.model)
     categories = detect_categories(args.categories, args.train)
     prompts = [
-        rp.apply_template(manifest.prompt_template, cfg.category_prompt.format(c)) for c in categories or []
+        prompt(manifest.prompt_template, prompt(cfg.category_prompt, c)) for c in categories or []
     ]
     encoder = None
 

@@ -33,6 +33,7 @@ import yaml
 from fgclip_ros.core.errors import ManifestError
 from fgclip_ros.core.fetch import FileSpec
 from fgclip_ros.core.paths import models_dir
+from fgclip_ros.core.prompts import SLOT, check_template
 from fgclip_ros.core.reprojection import HEAD_KINDS
 
 REPROJECTION_SIDES = ("both", "visual", "text")
@@ -162,9 +163,11 @@ def parse_manifest(data, source_path: Path) -> ModelManifest:
         raise _fail(path, "give exactly one of 'pretrained' (open_clip tag) or 'weights' (file), not both")
     if pretrained is None and weights is None and onnx_image is None:
         raise _fail(path, "give exactly one of 'pretrained' (open_clip tag) or 'weights' (file)")
-    template = _string(path, data, "prompt_template", default="{}")
-    if template.count("{}") != 1:
-        raise _fail(path, f"prompt_template must contain '{{}}' exactly once, got {template!r}")
+    template = _string(path, data, "prompt_template", default=SLOT)
+    try:
+        check_template(template, "prompt_template")
+    except ValueError as err:
+        raise _fail(path, str(err)) from None
     kind, sides, reprojection = _reprojection(path, data.get("reprojection"))
     export = data.get("export")
     if export is not None and not isinstance(export, dict):

@@ -9,12 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-TEMPLATE_SLOT = "{}"
-
-
-def apply_template(template: str, query: str) -> str:
-    # str.replace, not str.format: queries may contain braces.
-    return template.replace(TEMPLATE_SLOT, query, 1)
+from fgclip_ros.core.prompts import SLOT, check_template, prompts
 
 
 class QueryBank:
@@ -25,20 +20,14 @@ class QueryBank:
     ``embed_dim`` gives an empty bank its (0, D) shape without calling ``encode_fn``.
     """
 
-    def __init__(self, encode_fn: Callable[[list[str]], torch.Tensor], template: str = TEMPLATE_SLOT,
+    def __init__(self, encode_fn: Callable[[list[str]], torch.Tensor], template: str = SLOT,
                  embed_dim: int | None = None):
         self._encode_fn = encode_fn
         self._embed_dim = embed_dim
-        self._template = self._check_template(template)
+        self._template = check_template(template)
         self._queries: list[str] = []
         self._embeddings: torch.Tensor | None = None
         self._by_prompt: dict[str, torch.Tensor] = {}
-
-    @staticmethod
-    def _check_template(template: str) -> str:
-        if not isinstance(template, str) or template.count(TEMPLATE_SLOT) != 1:
-            raise ValueError(f"prompt template must contain '{{}}' exactly once, got {template!r}")
-        return template
 
     @property
     def queries(self) -> list[str]:
@@ -54,11 +43,11 @@ class QueryBank:
 
     @property
     def prompts(self) -> list[str]:
-        return [apply_template(self._template, q) for q in self._queries]
+        return prompts(self._template, self._queries)
 
     def set_template(self, template: str) -> bool:
         """Change the template; returns whether it changed (then embeddings are recomputed on use)."""
-        template = self._check_template(template)
+        template = check_template(template)
         if template == self._template:
             return False
         self._template = template

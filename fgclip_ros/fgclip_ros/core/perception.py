@@ -156,15 +156,18 @@ class PerceptionEngine:
             return self._latest_output
 
     def process(self, image_rgb: np.ndarray, boxes_xyxy: np.ndarray, frame: Any = None) -> FrameOutput:
-        """Score the boxes of one frame; boxes beyond ``max_detections`` are rejected with a reason."""
+        """Score the boxes of one frame; boxes beyond ``max_detections`` are rejected with a reason.
+
+        The one per-frame function of the node, ``fgclip-eval-bag`` and ``fgclip-bench``'s pipeline
+        row: ``Pipeline.process`` (fused on CUDA) plus the per-box results the messages carry.
+        """
         start = time.perf_counter()
         boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
         kept = boxes[: self.max_detections] if self.max_detections > 0 else boxes  # 0 = no limit
         with self._model_lock:
-            embeddings, check = self.pipeline.embed_crops(image_rgb, kept)
-            queries, text = self.pipeline.queries, self.pipeline.query_bank.embeddings
             min_score = self.min_score
-            result = match(embeddings, text, self.pipeline.logit_scale, min_score)
+            frame_result = self.pipeline.process(image_rgb, kept, min_score)
+        queries, result, check = frame_result.queries, frame_result.match, frame_result.check
         valid = np.zeros(len(boxes), bool)
         valid[: len(kept)] = check.valid
         reasons = dict(check.reasons)
@@ -176,7 +179,7 @@ class PerceptionEngine:
             output = FrameOutput(
                 frame, self._sequence, queries, min_score, detections, latency_s=time.perf_counter() - start
             )
-            self._latest = _LatestFrame(frame, self._sequence, embeddings.detach(), valid, reasons)
+            self._latest = _LatestFrame(frame, self._sequence, frame_result.embeddings, valid, reasons)
             self._latest_output = output
             self._frame_cond.notify_all()
         return output

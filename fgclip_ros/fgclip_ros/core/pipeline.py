@@ -2,8 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """The whole per-frame path: image + boxes -> crops -> image tower -> heads -> scores against the queries.
 
-On CUDA with a PyTorch encoder the frames go through ``gpu.GpuFrameEncoder`` (one upload, batched
-crops, CUDA-graph tower, one device-to-host copy); everywhere else through ``crops`` + the encoder.
+``Pipeline.process`` is the one per-frame function (the node, the bag evaluator and the benchmark
+reach it through ``perception.PerceptionEngine.process``). On CUDA with a PyTorch encoder it is the
+fused ``gpu.GpuFrameEncoder`` path (one upload, crops, CUDA-graph tower and heads, matching on the
+device, one device-to-host copy); everywhere else ``crops`` + the encoder (torch or ONNX Runtime)
+and the host-side ``matcher.match``.
 """
 
 import logging
@@ -26,6 +29,8 @@ LOG = logging.getLogger("fgclip_ros.pipeline")
 class FrameResult:
     """One processed frame. ``match`` has one row per *valid* box, in input order (``check.indices``).
 
+    ``embeddings``: (K, D) projected crop embeddings of the valid boxes, on the encoder's device
+    (kept by the engine so the Query service can re-score the frame without the image tower).
     ``timings_ms``: "crop", "encode", "match" stages; on the CUDA fast path one "crop_encode_match"
     (upload, crops, tower, heads, scores, matching and their copy to the host, up to the frame's one
     sync: the stages overlap there, so separate figures would mislead).
@@ -34,6 +39,7 @@ class FrameResult:
     check: BoxCheck
     match: MatchResult
     queries: list[str]
+    embeddings: torch.Tensor
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def row_of_box(self) -> np.ndarray:
@@ -78,7 +84,7 @@ class Pipeline:
     """
 
     def __init__(self, encoder, heads: ReprojectionHeads | None = None, *, name: str = "model",
-                 prompt_template: str = "{}", context_scale: float = 1.0, min_score: float = 0.0,
+                 prompt_template: str = "{}", context_scale: float = 1.0,
                  manifest: ModelManifest | None = None, gpu_fast_path: bool | None = None):
         heads = heads if heads is not None else ReprojectionHeads.identity(encoder.embed_dim)
         if heads.embed_dim != encoder.embed_dim:
@@ -90,11 +96,27 @@ class Pipeline:
         self.heads = heads.to(encoder.device).eval()
         self.name = name
         self.manifest = manifest
-        self.context_scale = float(context_scale)
-        self.min_score = float(min_score)
+        self._fast = None
+        self.context_scale = context_scale
         self.query_bank = QueryBank(self.encode_queries, template=prompt_template,
                                     embed_dim=encoder.embed_dim)
         self._fast = self._build_fast_path(gpu_fast_path)
+
+    @property
+    def context_scale(self) -> float:
+        return self._context_scale
+
+    @context_scale.setter
+    def context_scale(self, value: float) -> None:
+        # The node changes it at run time; the fused path crops with the same value.
+        self._context_scale = float(value)
+        if self._fast is not None:
+            self._fast.context_scale = self._context_scale
+
+    @property
+    def fused(self) -> bool:
+        """Whether frames run through the fused CUDA path (``gpu.GpuFrameEncoder``)."""
+        return self._fast is not None
 
     def _build_fast_path(self, wanted: bool | None):
         """The GPU fast path (its CUDA graphs are captured here), or None for the crops + encoder path."""
@@ -111,15 +133,10 @@ class Pipeline:
 
         return GpuFrameEncoder(self.encoder, self.heads, context_scale=self.context_scale)
 
-    def _fast_encoder(self):
-        # context_scale is a public attribute the node changes at run time; the fast path reads its copy.
-        self._fast.context_scale = self.context_scale
-        return self._fast
-
     @classmethod
     def from_manifest(cls, manifest: ModelManifest | str, backend: str = "torch", device: str = "cpu",
-                      dtype: str = "fp32", providers: list[str] | None = None, context_scale: float = 1.0,
-                      min_score: float = 0.0) -> "Pipeline":
+                      dtype: str = "fp32", providers: list[str] | None = None,
+                      context_scale: float = 1.0) -> "Pipeline":
         from fgclip_ros.core.encoders import build_encoder  # heavy (open_clip); only when a model is built
 
         if not isinstance(manifest, ModelManifest):
@@ -133,7 +150,7 @@ class Pipeline:
         LOG.info("model %s on %s (heads: %s)", manifest.name, encoder.provider,
                  "in graph" if encoder.projected else f"{manifest.reprojection_kind}/{heads.sides}")
         return cls(encoder, heads, name=manifest.name, prompt_template=manifest.prompt_template,
-                   context_scale=context_scale, min_score=min_score, manifest=manifest)
+                   context_scale=context_scale, manifest=manifest)
 
     # ------------------------------------------------------------------ queries
     @property
@@ -218,12 +235,12 @@ class Pipeline:
         """(K, D) projected, L2-normalised embeddings of the K valid boxes (encoder's device), BoxCheck."""
         if self._fast is not None:
             _check_image(image_rgb)
-            return self._fast_encoder().embed(image_rgb, _as_boxes(boxes_xyxy))
+            return self._fast.embed(image_rgb, _as_boxes(boxes_xyxy))
         return self._embed(image_rgb, boxes_xyxy, {})
 
-    def process(self, image_rgb: np.ndarray, boxes_xyxy, min_score: float | None = None) -> FrameResult:
+    def process(self, image_rgb: np.ndarray, boxes_xyxy, min_score: float = 0.0) -> FrameResult:
         """Score every valid box against the current queries; rejected boxes are reported in ``check``."""
-        threshold = self.min_score if min_score is None else float(min_score)
+        threshold = float(min_score)
         if self._fast is not None:
             return self._process_fast(image_rgb, boxes_xyxy, threshold)
         timings: dict[str, float] = {}
@@ -231,7 +248,7 @@ class Pipeline:
         start = time.perf_counter()
         result = match(embeddings, self.query_bank.embeddings, self.logit_scale, threshold)
         timings["match"] = (time.perf_counter() - start) * 1e3
-        return FrameResult(check=check, match=result, queries=self.queries, timings_ms=timings)
+        return FrameResult(check, result, self.queries, embeddings.detach(), timings)
 
     def _process_fast(self, image_rgb: np.ndarray, boxes_xyxy, threshold: float) -> FrameResult:
         _check_image(image_rgb)
@@ -239,6 +256,6 @@ class Pipeline:
         text = self.query_bank.embeddings  # encoded on a query change, not timed as part of the frame
         start = time.perf_counter()
         # Crop, tower, heads and matching in one go; ends with the frame's one sync.
-        result, check = self._fast_encoder().process(image_rgb, boxes, text, threshold)
+        result, check, embeddings = self._fast.process(image_rgb, boxes, text, threshold)
         timings = {"crop_encode_match": (time.perf_counter() - start) * 1e3}
-        return FrameResult(check=check, match=result, queries=self.queries, timings_ms=timings)
+        return FrameResult(check, result, self.queries, embeddings, timings)

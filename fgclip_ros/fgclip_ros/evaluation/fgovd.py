@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from fgclip_ros.core.crops import crop_batch_cpu
 from fgclip_ros.core.errors import FgclipError
+from fgclip_ros.core.prompts import prompts
 from fgclip_ros.core.reprojection import ReprojectionHeads
 from fgclip_ros.evaluation import ranks
 from fgclip_ros.evaluation.ranks import FGOVD_FILE_NAMES, SPLITS
@@ -181,14 +182,10 @@ class _Annotation:
     negatives: list[str]
 
 
-def _apply_template(template: str, text: str) -> str:
-    return template.replace("{}", text) if "{}" in template else f"{template} {text}".strip()
-
-
 def _encode_texts(encoder, texts: list[str], template: str, batch_size: int) -> torch.Tensor:
     rows = []
     for start in range(0, len(texts), batch_size):
-        chunk = [_apply_template(template, t) for t in texts[start : start + batch_size]]
+        chunk = prompts(template, texts[start : start + batch_size])
         rows.append(encoder.encode_texts(chunk).float().cpu())
     return torch.cat(rows) if rows else torch.zeros((0, encoder.embed_dim))
 
@@ -378,7 +375,7 @@ def evaluate_fgovd(
     raw_category = None
     if object_categories is not None:
         categories = vocabulary.categories
-        raw_category = _encode_texts(encoder, [CATEGORY_PROMPT.format(c) for c in categories], template, 256)
+        raw_category = _encode_texts(encoder, prompts(CATEGORY_PROMPT, categories), template, 256)
         true_index = np.array([categories.index(c) for c in object_categories], dtype=np.int64)
 
     results: dict[str, VariantResult] = {}

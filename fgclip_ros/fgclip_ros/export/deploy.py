@@ -162,7 +162,7 @@ def deployed_encoder(model: ModelManifest | str | Path, backend: str = "auto", d
 def deployed_pipeline(model: ModelManifest | str | Path, backend: str = "auto", device: str = "cpu",
                       dtype: str = "fp32", quantize: str = "auto",
                       intra_op_threads: int = DEFAULT_INTRA_OP_THREADS, context_scale: float = 1.0,
-                      min_score: float = 0.0, progress: bool | None = None):
+                      progress: bool | None = None):
     """A ``core.pipeline.Pipeline`` on ``deployed_encoder``'s encoder (heads in the graphs, or in torch)."""
     from fgclip_ros.core.pipeline import Pipeline, load_manifest_heads
 
@@ -179,4 +179,4 @@ def deployed_pipeline(model: ModelManifest | str | Path, backend: str = "auto", 
         heads = load_manifest_heads(deployment.graphs or manifest, encoder.embed_dim)
     source = deployment.graphs or manifest
     return Pipeline(encoder, heads, name=manifest.name, prompt_template=source.prompt_template,
-                    context_scale=context_scale, min_score=min_score, manifest=source)
+                    context_scale=context_scale, manifest=source)

@@ -41,6 +41,7 @@ from fgclip_ros.core.crops import Preprocess
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.core.fetch import resolve_file, sha256_of
 from fgclip_ros.core.manifest import ModelManifest, load_manifest
+from fgclip_ros.core.prompts import prompts
 from fgclip_ros.core.reprojection import Head, ReprojectionHeads
 
 LOG = logging.getLogger("fgclip_ros.export")
@@ -326,7 +327,7 @@ def export_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     providers = list(providers or ["CPUExecutionProvider"])
     source = _cpu_float32(clip_model)
-    texts = [prompt_template.replace("{}", t, 1) for t in VERIFY_TEXTS]
+    texts = prompts(prompt_template, VERIFY_TEXTS)
     pixel_batches = [
         verification_pixels(preprocess, 1, VERIFY_SEED),
         verification_pixels(preprocess, VERIFY_BATCH, VERIFY_SEED + 1),

@@ -15,6 +15,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
+from fgclip_ros.core.prompts import check_template
 from fgclip_ros.core.query_text import DEFAULT_MAX_QUERIES, DEFAULT_MAX_QUERY_CHARS
 from fgclip_ros.export.deploy import BACKENDS, DEFAULT_INTRA_OP_THREADS, QUANTIZE_MODES
 
@@ -339,8 +340,11 @@ def check_value(name: str, value) -> str | None:
         low, high = spec.range
         if not low <= value <= high:
             return f"{name} must be within [{low:g}, {high:g}], got {value!r}"
-    if name == "prompt_template" and value and value.count("{}") != 1:
-        return f"prompt_template must contain '{{}}' exactly once (or be empty), got {value!r}"
+    if name == "prompt_template" and value:
+        try:
+            check_template(value, "prompt_template")
+        except ValueError as err:
+            return f"{err} (or be empty: the manifest's)"
     if name in ("model", "device") and not str(value).strip():
         return f"{name} must not be empty"
     if name == "image_size":

@@ -158,7 +158,6 @@ class PerceptionNode(LifecycleNode):
                 quantize=params.quantize,
                 intra_op_threads=params.intra_op_threads,
                 context_scale=params.context_scale,
-                min_score=params.min_score,
             )
             self._manifest_template = pipeline.query_bank.template
             engine = PerceptionEngine(

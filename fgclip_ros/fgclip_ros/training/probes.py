@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fgclip_ros.core.prompts import prompts as prompt_texts
 from fgclip_ros.synth.vocab import ATTRIBUTE_FAMILIES, CATEGORIES, FAMILY_VALUES, ObjectSpec
 from fgclip_ros.training.data import LABEL_COLUMNS, normalise
 
@@ -161,7 +162,7 @@ def hard_negative_check(
         results[f"top1_{family}"] = float((ranks == 1).float().mean())
         rank_sum += results[f"rank_{family}"]
     results["rank_sum"] = rank_sum
-    prompts = project_texts(encode_texts([category_prompt.format(c) for c in CATEGORIES]).float()).to(
+    prompts = project_texts(encode_texts(prompt_texts(category_prompt, CATEGORIES)).float()).to(
         image.device
     )
     predicted = (image @ prompts.T).argmax(1).cpu().numpy()

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from fgclip_ros.core.crops import crop_batch_cpu
+from fgclip_ros.core.prompts import prompts
 from fgclip_ros.core.reprojection import Head, ReprojectionHeads, save_heads
 from fgclip_ros.evaluation import ranks
 from fgclip_ros.evaluation.fgovd import (
@@ -52,10 +53,6 @@ from fgclip_ros.evaluation.fgovd import (
 
 LOG = logging.getLogger("fgclip_ros.train.reprojection")
 CACHE_VERSION = 2
-
-
-def apply_template(template: str, text: str) -> str:
-    return template.replace("{}", text) if "{}" in template else f"{template} {text}".strip()
 
 
 # ----------------------------------------------------------------------------------- the cache
@@ -234,7 +231,7 @@ def build_cache(
     # clone(): encoders may return inference-mode tensors, which autograd must not see later.
     text = torch.cat(
         [
-            encoder.encode_texts([apply_template(template, c) for c in captions[i : i + 1024]])
+            encoder.encode_texts(prompts(template, captions[i : i + 1024]))
             .float()
             .cpu()
             .clone()

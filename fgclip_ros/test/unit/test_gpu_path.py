@@ -70,7 +70,7 @@ def test_eager_path_gives_the_cpu_pipelines_answers():
         image, boxes, queries = scene_with_boxes(seed)
         pipeline.set_queries(queries)
         expected = pipeline.process(image, boxes)
-        result, check = fast.process(image, boxes, pipeline.query_bank.embeddings)
+        result, check, _ = fast.process(image, boxes, pipeline.query_bank.embeddings)
         np.testing.assert_array_equal(check.valid, expected.check.valid)
         assert_same_answers(expected.match, result.scores, result.best_index)
 
@@ -111,10 +111,10 @@ def test_timeline_records_where_each_frame_goes():
     fast = GpuFrameEncoder(make_tiny_encoder(seed=0), linear_heads())
     image, boxes, queries = scene_with_boxes(0)
     text = Pipeline(make_tiny_encoder(seed=0), linear_heads()).encode_queries(queries)
-    untimed, _ = fast.process(image, boxes, text)
+    untimed, _, _ = fast.process(image, boxes, text)
     fast.timeline = FrameTimeline("cpu")
     for _ in range(3):
-        timed, _ = fast.process(image, boxes, text)
+        timed, _, _ = fast.process(image, boxes, text)
     np.testing.assert_array_equal(timed.scores, untimed.scores)
     assert len(fast.timeline.frames) == 3
     order = ["frame copy queued", "boxes checked", "tower queued", "matching queued", "result ready"]
@@ -170,7 +170,7 @@ def test_cuda_path_gives_the_cpu_pipelines_answers(cuda_fast):
         image, boxes, queries = scene_with_boxes(seed)
         cpu.set_queries(queries)
         expected = cpu.process(image, boxes)
-        result, check = cuda_fast.process(image, boxes, cpu.query_bank.embeddings.to("cuda"))
+        result, check, _ = cuda_fast.process(image, boxes, cpu.query_bank.embeddings.to("cuda"))
         np.testing.assert_array_equal(check.valid, expected.check.valid)
         assert_same_answers(expected.match, result.scores, result.best_index)
 

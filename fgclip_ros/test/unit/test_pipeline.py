@@ -149,9 +149,9 @@ def test_queries_are_encoded_once(tiny_encoder):
 
 
 def test_min_score_turns_weak_matches_into_no_match(tiny_encoder, colour_heads):
-    pipeline = Pipeline(tiny_encoder, colour_heads, prompt_template=TEMPLATE, min_score=0.5)
+    pipeline = Pipeline(tiny_encoder, colour_heads, prompt_template=TEMPLATE)
     pipeline.set_queries(["red", "blue"])
-    frame = pipeline.process(_colour_strip(), np.array([[2, 2, 30, 30], [34, 2, 62, 30]]))
+    frame = pipeline.process(_colour_strip(), np.array([[2, 2, 30, 30], [34, 2, 62, 30]]), min_score=0.5)
     assert frame.match.best_index.tolist() == [0, -1]  # no "green" query: the green square matches nothing
     lenient = pipeline.process(_colour_strip(), np.array([[34, 2, 62, 30]]), min_score=-1.0)
     assert lenient.match.best_index[0] >= 0
@@ -229,7 +229,7 @@ def test_cuda_pipeline_agrees_with_cpu(tiny_encoder, tiny_encoder_factory, colou
     # Crops differ slightly (Pillow bicubic vs roi_align bilinear); scores must stay close.
     np.testing.assert_allclose(a.match.scores, b.match.scores, atol=0.05)
     assert a.match.best_index[:2].tolist() == b.match.best_index[:2].tolist() == [2, 0]
-    assert gpu._fast is not None and "crop_encode_match" in b.timings_ms  # the CUDA-graph fast path ran
+    assert gpu.fused and "crop_encode_match" in b.timings_ms  # the CUDA-graph fast path ran
     embeddings, check = gpu.embed_crops(_colour_strip(), boxes)
     assert embeddings.device.type == "cuda" and embeddings.shape == (3, gpu.encoder.embed_dim)
     # The node changes context_scale at run time; the fast path must follow it.

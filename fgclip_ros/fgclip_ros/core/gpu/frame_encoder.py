@@ -337,22 +337,28 @@ class GpuFrameEncoder:
 
     def process(
         self, image_rgb: np.ndarray, boxes_xyxy, text_embeddings: torch.Tensor, min_score: float = 0.0
-    ) -> tuple[MatchResult, BoxCheck]:
+    ) -> tuple[MatchResult, BoxCheck, torch.Tensor]:
         """Scores plus the matcher's reductions (best query, margin, softmax), all on the device.
 
         The reductions are queued behind the graph, so they cost the host nothing while the GPU
         works; scores and reductions come back packed in the frame's one device-to-host copy.
+        Also returns the (K, D) crop embeddings, a fresh device tensor (kept for re-scoring).
         """
         if self.timeline is not None:
             self.timeline.start()
-        scores, check = self._scores(image_rgb, boxes_xyxy, text_embeddings)
+        embeddings, check = self._embeddings(image_rgb, boxes_xyxy)
         queries = int(text_embeddings.shape[0])
-        if scores is None:
-            return MatchResult.empty(len(check.boxes), queries), check
+        if embeddings is None:
+            empty = torch.zeros((0, self.embed_dim), dtype=torch.float32, device=self.device)
+            return MatchResult.empty(len(check.boxes), queries), check, empty
+        embeddings = embeddings.clone()  # graph memory is reused by the next frame
+        if queries == 0:
+            return MatchResult.empty(len(check.boxes), queries), check, embeddings
+        scores = embeddings @ text_embeddings.to(device=self.device, dtype=torch.float32).T
         packed = match_on_device(scores, self.logit_scale, min_score)
         self._mark("matching queued", gpu=True)
         result = unpack_match(self.copy_to_host(packed), queries)
         if self.timeline is not None:
             self.timeline.host("result ready")
             self.timeline.finish()
-        return result, check
+        return result, check, embeddings
