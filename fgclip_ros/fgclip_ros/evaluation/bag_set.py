@@ -151,7 +151,6 @@ class ModelSpec:
             quantize=self.quantize,
             intra_op_threads=self.intra_op_threads,
             context_scale=self.context_scale,
-            min_score=self.min_score,
         )
         if self.template is not None:
             try:

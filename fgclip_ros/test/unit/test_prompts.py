@@ -46,6 +46,7 @@ def split(tmp_path_factory):
     folder = tmp_path_factory.mktemp("split")
     cv2.imwrite(str(folder / "scene.png"), np.full((48, 64, 3), 90, np.uint8))
     (folder / "hard.json").write_text(json.dumps({
+        "info": {"negatives": 1},
         "images": [{"id": 1, "file_name": "scene.png", "width": 64, "height": 48}],
         "categories": [{"id": 1, "name": QUERY}, {"id": 2, "name": "a blue mug"}],
         "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "neg_category_ids": [2],
