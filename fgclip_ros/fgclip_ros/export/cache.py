@@ -15,6 +15,7 @@ folder makes a second process wait for the first one's export and then reuse it.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import time
@@ -61,7 +62,9 @@ def _versions() -> dict[str, str]:
     import open_clip
     import torch
 
-    from fgclip_ros import __version__
+    # The installed distribution's version: a process started in the repository root sees the
+    # fgclip_ros/ folder as a namespace package without __init__ (and so without __version__).
+    __version__ = importlib.metadata.version("fgclip_ros")
 
     return {
         "fgclip_ros": __version__,

@@ -24,6 +24,7 @@ is written). A manifest YAML next to the graphs makes the export loadable like a
 
 import copy
 import datetime
+import importlib.metadata
 import json
 import logging
 import shutil
@@ -459,7 +460,9 @@ def _write_export_manifest(
     import onnx
     import onnxruntime
 
-    from fgclip_ros import __version__
+    # The installed distribution's version: a process started in the repository root sees the
+    # fgclip_ros/ folder as a namespace package without __init__ (and so without __version__).
+    __version__ = importlib.metadata.version("fgclip_ros")
 
     export_name = f"{name}-onnx-{result.dtype}"
     document = {

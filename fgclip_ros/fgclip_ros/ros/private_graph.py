@@ -62,7 +62,9 @@ except (OSError, AttributeError):
     pass
 if os.getppid() != parent:
     sys.exit(3)
-os.execv(sys.executable, [sys.executable, "-m", "fgclip_ros.cli.perception", *sys.argv[2:]])
+# -P: never the current directory first on sys.path; in the repository root its fgclip_ros/ folder
+# would shadow the installed package as an empty namespace package.
+os.execv(sys.executable, [sys.executable, "-P", "-m", "fgclip_ros.cli.perception", *sys.argv[2:]])
 """
 
 
@@ -75,7 +77,7 @@ class NodeRunner:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _NODE_LAUNCHER, str(os.getpid()), *args],
+            [sys.executable, "-P", "-c", _NODE_LAUNCHER, str(os.getpid()), *args],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
