@@ -176,20 +176,25 @@ def run(args, out=None) -> int:
             if t.index not in entries
         ]
         workers, threads = _sizing(args, device, len(pending))
+        use_ray = workers > 1 or args.ray_address
+        if use_ray and pending and not args.ray_address:
+            from fgclip_ros.evaluation.bag_set_ray import start_ray
+
+            # Before the bar: Ray's start-up lines would break it.
+            start_ray(None, workers, threads, gpus=workers if device.startswith("cuda") else 0)
         progress = RunProgress(pending, len(entries), False if args.no_progress else None)
         try:
-            if workers == 1:
-                results = run_in_process(job, pending, progress)
-            else:
+            if use_ray:
                 from fgclip_ros.evaluation.bag_set_ray import run_on_ray
 
-                results = run_on_ray(job, pending, progress, workers, threads, args.ray_address)
+                results = run_on_ray(job, pending, progress, workers, threads)
+            else:
+                results = run_in_process(job, pending, progress, threads)
         finally:
             progress.close()
     finally:
-        if args.ray_address:
-            import ray
-
+        ray = sys.modules.get("ray")  # imported only when this run started or joined Ray
+        if ray is not None and ray.is_initialized():
             ray.shutdown()
     entries.update({t.index: e for t, e in zip(pending, results, strict=True)})
     ordered = [entries[t.index] for t in tasks]

@@ -369,11 +369,13 @@ class RunProgress:
         self.bar.close()
 
 
-def run_in_process(job: EvalJob, tasks: list[BagTask], progress: RunProgress, pipeline=None) -> list[dict]:
+def run_in_process(
+    job: EvalJob, tasks: list[BagTask], progress: RunProgress, threads: int | None = None
+) -> list[dict]:
     """The reference run: one model in this process, the bags one after another."""
     if not tasks:
         return []
-    evaluator = BagEvaluator(job, pipeline)
+    evaluator = BagEvaluator(job, threads=threads)
     entries = []
     for task in tasks:
         entry = evaluator.evaluate(task, on_image=lambda index=task.index: progress.frames(index))
