@@ -217,8 +217,7 @@ def evaluation_options(args):
     )
 
 
-def run(args, out=None, pipeline=None) -> int:
-    """`pipeline`: an already built Pipeline (tests); otherwise built from --model."""
+def run(args, out=None) -> int:
     from fgclip_ros.evaluation.bag import check_bag, evaluate_bag
     from fgclip_ros.evaluation.bag_report import write_report
 
@@ -230,43 +229,37 @@ def run(args, out=None, pipeline=None) -> int:
     options.write_bag = Path(args.write_bag) if args.write_bag else None
     options.write_bag_storage = args.write_bag_storage
     check_bag(bag_path, options)  # a bad bag fails here, before a model is loaded (or downloaded)
-    if pipeline is None:
-        pipeline = build_pipeline(args)
-    apply_template(pipeline, args.template)
-    evaluation = evaluate_bag(bag_path, pipeline, options)
+    evaluation = evaluate_bag(bag_path, model_spec(args).build(), options)
     out_dir = Path(args.out) if args.out else Path(f"eval_{bag_path.resolve().name}")
     files = write_report(evaluation, out_dir)
     print_summary(evaluation.report, files, out)
     return 0
 
 
-def apply_template(pipeline, template: str | None) -> None:
-    if template is not None:
-        try:
-            pipeline.query_bank.set_template(template)
-        except ValueError as exc:
-            raise FgclipError(f"--template: {exc}") from None
+def model_spec(args, device: str | None = None):
+    """The ModelSpec of the model options (--model, --backend, --device, --dtype, --template, ...).
 
-
-def build_pipeline(args):
-    """The Pipeline of --model/--backend/--device/--dtype/--context-scale/--min-score."""
+    `device`: already resolved (fgclip-eval-bags on a cluster); else --device, checked here.
+    """
     from fgclip_ros.core.perception import resolve_device
-    from fgclip_ros.export.deploy import deployed_pipeline
+    from fgclip_ros.evaluation.bag_set import ModelSpec
 
-    device = resolve_device(args.device)
-    if device.startswith("cuda"):
-        import torch
+    if device is None:
+        device = resolve_device(args.device)
+        if device.startswith("cuda"):
+            import torch
 
-        if not torch.cuda.is_available():
-            raise FgclipError(f"--device {args.device}: CUDA is not available here; use --device cpu")
-    return deployed_pipeline(
+            if not torch.cuda.is_available():
+                raise FgclipError(f"--device {args.device}: CUDA is not available here; use --device cpu")
+    return ModelSpec(
         args.model,
         backend=args.backend,
         device=device,
         dtype=args.dtype,
+        context_scale=args.context_scale,
+        template=args.template,
         quantize=args.quantize,
         intra_op_threads=args.intra_op_threads,
-        context_scale=args.context_scale,
     )
 
 

@@ -26,16 +26,24 @@ import time
 from pathlib import Path
 
 from fgclip_ros.cli._common import run_main
-from fgclip_ros.cli.eval_bag import add_evaluation_arguments, evaluation_options
+from fgclip_ros.cli.eval_bag import add_evaluation_arguments, evaluation_options, model_spec
 from fgclip_ros.core.errors import FgclipError
 
 EXIT_SOME_FAILED = 1
+EPILOG = """\
+inputs: bag folders, .mcap/.db3 files, folders searched recursively, text files listing bags
+outputs (in --out): report.json, summary.md, accuracy.png, ranks.png, latency.png, counts.png;
+  bags/<bag>/: the bag's own report (as fgclip-eval-bag writes it) and result.json
+exit status: 0 every bag evaluated, 1 some bag failed (reason in the report), 2 a user error
+"""
 
 
 def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fgclip-eval-bags",
         description="Evaluate a set of bags: one report over all of them, per-bag reports beside it.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "inputs",
@@ -79,20 +87,15 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _device(args) -> str:
-    from fgclip_ros.core.perception import resolve_device
+def _cluster_device(args) -> str | None:
+    """--device on a joined cluster (auto: CUDA when it has GPUs); None: this machine's, checked here."""
+    if not args.ray_address:
+        return None
+    if args.device != "auto":
+        return args.device
+    import ray
 
-    if args.ray_address and args.device == "auto":
-        import ray
-
-        return "cuda" if ray.cluster_resources().get("GPU", 0) else "cpu"
-    device = resolve_device(args.device)
-    if device.startswith("cuda") and not args.ray_address:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise FgclipError(f"--device {args.device}: CUDA is not available here; use --device cpu")
-    return device
+    return "cuda" if ray.cluster_resources().get("GPU", 0) else "cpu"
 
 
 def _sizing(args, device: str, pending: int) -> tuple[int, int]:
@@ -135,7 +138,6 @@ def _print_table(report: dict, out) -> None:
 def run(args, out=None) -> int:
     from fgclip_ros.evaluation.bag_set import (
         EvalJob,
-        ModelSpec,
         RunProgress,
         canonical,
         find_bags,
@@ -155,11 +157,7 @@ def run(args, out=None) -> int:
 
         ray.init(address=args.ray_address, log_to_driver=False, configure_logging=False)
     try:
-        device = _device(args)
-        model = ModelSpec(
-            args.model, args.backend, device, args.dtype, args.context_scale, args.min_score, args.template,
-            args.quantize, args.intra_op_threads,
-        )
+        model = model_spec(args, _cluster_device(args))
         out_dir = Path(args.out)
         job = EvalJob(model, options, out_dir, write_bags=args.write_bags)
         fingerprint = model.fingerprint()  # a missing model file stops the run here, before any bag
@@ -175,13 +173,13 @@ def run(args, out=None) -> int:
             for t in tasks
             if t.index not in entries
         ]
-        workers, threads = _sizing(args, device, len(pending))
+        workers, threads = _sizing(args, model.device, len(pending))
         use_ray = workers > 1 or args.ray_address
         if use_ray and pending and not args.ray_address:
             from fgclip_ros.evaluation.bag_set_ray import start_ray
 
             # Before the bar: Ray's start-up lines would break it.
-            start_ray(None, workers, threads, gpus=workers if device.startswith("cuda") else 0)
+            start_ray(None, workers, threads, gpus=workers if model.device.startswith("cuda") else 0)
         progress = RunProgress(pending, len(entries), False if args.no_progress else None)
         try:
             if use_ray:

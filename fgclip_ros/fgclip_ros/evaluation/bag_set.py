@@ -22,7 +22,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,7 +135,6 @@ class ModelSpec:
     device: str = "cpu"  # resolved (cpu, cuda, cuda:N)
     dtype: str = "fp32"
     context_scale: float = 1.0
-    min_score: float = 0.0
     template: str | None = None  # None: the manifest's
     quantize: str = "auto"
     intra_op_threads: int = 1
@@ -231,7 +230,7 @@ def canonical(value):
     """`value` as plain JSON data, so that two runs' keys compare equal exactly when their inputs do."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
         return [canonical(v) for v in value]
@@ -285,13 +284,13 @@ def bag_entry(
 class BagEvaluator:
     """A worker's model and the evaluation of one bag after another with it."""
 
-    def __init__(self, job: EvalJob, pipeline=None, threads: int | None = None):
+    def __init__(self, job: EvalJob, threads: int | None = None):
         if threads:
             import torch
 
             torch.set_num_threads(threads)
         self.job = job
-        self.pipeline = pipeline if pipeline is not None else job.model.build()
+        self.pipeline = job.model.build()
 
     def evaluate(self, task: BagTask, on_image: Callable[[], None] | None = None) -> dict:
         """Evaluate the bag, store its folder atomically and return its entry (failed: with the reason)."""

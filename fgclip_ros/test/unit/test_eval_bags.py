@@ -13,9 +13,11 @@ import shutil
 import pytest
 from conftest import write_tiny_manifest
 
+from fgclip_ros.bags.reader import BagReader
 from fgclip_ros.bags.sample import SampleBagConfig, write_sample_bag
 from fgclip_ros.cli.eval_bags import main
 from fgclip_ros.core.errors import FgclipError
+from fgclip_ros.evaluation.bag import OUTPUT_DETECTIONS_TOPIC
 from fgclip_ros.evaluation.bag_set import bag_id, find_bags
 
 SMALL = {"frames": 5, "width": 96, "height": 72}
@@ -109,7 +111,8 @@ def test_the_corrupt_bag_is_reported_and_the_others_complete(reference, bag_set,
 def test_a_local_ray_run_with_two_workers_equals_the_in_process_run(reference, bag_set, manifest, tmp_path):
     status, out = reference
     ray_out = tmp_path / "ray"
-    assert _run([bag_set], manifest, ray_out, "--workers", "2") == status
+    # The workers also write each bag's outputs into its folder (as fgclip-eval-bag --write-bag).
+    assert _run([bag_set], manifest, ray_out, "--workers", "2", "--write-bags") == status
     expected, got = _report(out), _report(ray_out)
     assert got["run"]["ray"] and got["run"]["workers"] == 2
     driver = {e["worker"] for e in expected["bags"]}
@@ -123,7 +126,9 @@ def test_a_local_ray_run_with_two_workers_equals_the_in_process_run(reference, b
             mine, theirs = (
                 json.loads((o / "bags" / entry["bag_id"] / "report.json").read_text()) for o in (out, ray_out)
             )
-            assert _without(theirs, {"timing"}) == _without(mine, {"timing"})
+            assert _without(theirs, {"timing", "written_bag"}) == _without(mine, {"timing"})
+            with BagReader(theirs["written_bag"]) as written:
+                assert written.topics[OUTPUT_DETECTIONS_TOPIC].count == mine["counts"]["frames_processed"]
             assert (out / "bags" / entry["bag_id"] / "detections.jsonl").read_text() == (
                 ray_out / "bags" / entry["bag_id"] / "detections.jsonl"
             ).read_text()
