@@ -4,7 +4,7 @@
 
 The model is tiny and its answer known: two colour queries made separable by crafted re-projection heads.
 
-Isolation: every process gets ROS_DOMAIN_ID = 1 + pid % 101 of the test process and
+Isolation: every process gets the test process's first `private_graph.domain_candidates` domain and
 ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, so parallel or repeated runs never see each other.
 Every wait has a timeout; the node subprocess is always stopped (SIGINT, then SIGKILL).
 Environment, waits, node subprocess and client node are the demo's own (fgclip_ros.ros.private_graph),
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from fgclip_ros.ros.private_graph import DemoClient, NodeRunner, isolated_env, wait_until  # noqa: F401 - isolated_env re-exported
+from fgclip_ros.ros.private_graph import DemoClient, NodeRunner, domain_candidates, isolated_env, wait_until  # noqa: F401 - isolated_env re-exported
 
 REPO_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # fgclip_ros/ (the ament package)
 NODE = "/fgclip_perception"
@@ -31,9 +31,8 @@ RED_RGB, BLUE_RGB, GREY_RGB = (220, 30, 30), (30, 30, 220), (128, 128, 128)
 
 # ----------------------------------------------------------------------------- isolation
 def graph_domain_id() -> int:
-    domain = 1 + os.getpid() % 101
-    assert 1 <= domain <= 101, domain  # 0 is everybody's default; > 101 collides with ephemeral ports
-    return domain
+    """The private graph's first domain for this process: the demo's own rule (private_graph)."""
+    return domain_candidates(os.getpid())[0]
 
 
 # ----------------------------------------------------------------------------- known-answer model

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from fgclip_ros.ros.private_graph import domain_candidates
+
 REPO = Path(__file__).resolve().parents[3]
 SUBPROCESS_TIMEOUT_S = 180
 
@@ -212,8 +214,11 @@ def test_wire_type_names(tmp_path):
         rclpy.shutdown()
         """,
         tmp_path,
-        # A domain of its own and localhost-only discovery: nothing outside this process is involved.
-        env={"ROS_DOMAIN_ID": str(100 + os.getpid() % 100), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"},
+        # A domain of its own (the private graph's rule) and localhost-only discovery.
+        env={
+            "ROS_DOMAIN_ID": str(domain_candidates(os.getpid())[0]),
+            "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        },
     )
     assert result.returncode == 0, result.stderr
     graph = json.loads(result.stdout.strip().splitlines()[-1])
