@@ -566,6 +566,9 @@ def train_heads(
     if cfg.select not in ("val_rank", "val_loss"):
         raise ValueError(f"select must be val_rank or val_loss, got {cfg.select!r}")
     train, val = select_annotations(train, cfg), select_annotations(val, cfg)
+    LOG.info("training on %d annotations, validating on %d (splits: %s, negatives: %s, features %s)",
+             train.annotations, val.annotations, cfg.train_splits or "all",
+             f"first {cfg.min_negatives}" if cfg.min_negatives else "all", cfg.features)
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
