@@ -13,8 +13,9 @@ splits annotate the same objects of the same images; only the negatives differ:
 
 Negative counts follow FG-OVD (10; Pattern 7; Transparency 2) where the vocabulary has enough
 values: Material has 5 (6 materials) and Pattern 3 (4 patterns). Every file records its count as
-``info.negatives``: the set's L, which the evaluator's rank rule uses in place of FG-OVD's. Each set has its own seed range
-(``SET_SEEDS``), recorded in every file's ``info``, so train, val and test never share a scene.
+``info.negatives``: the set's L, which the evaluator's rank rule uses in place of FG-OVD's.
+Each set has its own seed range (``SET_SEEDS``), recorded in every file's ``info``, so train, val
+and test never share a scene.
 """
 
 import itertools
