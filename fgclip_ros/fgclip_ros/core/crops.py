@@ -167,12 +167,12 @@ def crop_batch_cpu(image: np.ndarray, boxes, preprocess: Preprocess,
     size = preprocess.size
     batch = np.empty((len(check.boxes), size, size, 3), dtype=np.uint8)
     if len(check.boxes):
-        frame = Image.fromarray(image)
         for out, box, region in zip(batch, check.boxes, sample_regions(check.boxes, size)):
             # Crop the whole-pixel box so edge pixels are resampled as open_clip resamples a cropped
-            # image, then resize the kept sub-region of that crop.
+            # image, then resize the kept sub-region of that crop. Only the box's pixels are handed
+            # to Pillow: converting the whole frame first cost more than the crops of small boxes.
             left, top = int(box[0]), int(box[1])
-            crop = frame.crop((left, top, int(box[2]), int(box[3])))
+            crop = Image.fromarray(image[top:int(box[3]), left:int(box[2])])
             sub = (region[0] - left, region[1] - top, region[2] - left, region[3] - top)
             out[...] = np.asarray(crop.resize((size, size), Image.Resampling.BICUBIC, box=sub))
     scale = 1.0 / (255.0 * np.asarray(preprocess.std, dtype=np.float32))
