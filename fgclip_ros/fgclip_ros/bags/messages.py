@@ -13,6 +13,7 @@ import numpy as np
 from rosbags.typesys.store import Typestore
 
 from fgclip_ros.core.image_codec import decode_compressed, decode_raw
+from fgclip_ros.core.rejection import rejection_code
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
@@ -161,6 +162,7 @@ class LabelledDetection:
     probability: float
     margin: float
     scores: np.ndarray  # (M,) float32, empty when not valid
+    rejected_code: int = 0  # fgclip_msgs/FineGrainedDetection.REJECTED_* (core.perception.Rejection)
 
 
 def labelled_from_fine_grained(det) -> LabelledDetection:
@@ -178,6 +180,8 @@ def labelled_from_fine_grained(det) -> LabelledDetection:
         probability=float(det.probability),
         margin=float(det.margin),
         scores=np.asarray(det.scores, np.float32),
+        # Bags recorded before the field existed: derive it from the reason.
+        rejected_code=int(getattr(det, "rejected_code", rejection_code(det.valid, det.rejected_reason))),
     )
 
 
@@ -195,6 +199,7 @@ def make_fine_grained(
             id=d.id,
             bbox=make_bbox(store, d.box_xyxy),
             valid=bool(d.valid),
+            rejected_code=int(d.rejected_code),
             rejected_reason=d.rejected_reason,
             best_index=int(d.best_index),
             best_query=d.best_query,

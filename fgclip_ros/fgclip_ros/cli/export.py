@@ -4,7 +4,8 @@
 
 Example:
     fgclip-export --model openai-vit-b-16 --out exports/openai-vit-b-16
-    fgclip-match --model exports/openai-vit-b-16/openai-vit-b-16-onnx-fp32.yaml --backend onnx ...
+    fgclip-match --model exports/openai-vit-b-16/openai-vit-b-16-onnx-fp32.yaml --backend onnx \
+        --image desk.jpg --box 10,20,200,240 --query "red ceramic mug" --query "blue ceramic mug"
 Each dtype gets an image graph, a text graph and a manifest; the graphs are verified against the
 PyTorch model first (max |error|, min cosine) and an export that drifts is refused (exit status 3).
 User errors print one line on stderr and exit with status 2.

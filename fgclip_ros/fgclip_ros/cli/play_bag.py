@@ -5,8 +5,11 @@
 The pip world has no `ros2 bag play`; this publishes the bag's messages at their recorded pace
 (fgclip_ros.ros.bag_player.BagPlayer), e.g. the sample bag into a running fgclip-perception:
 
-  fgclip-make-sample-bag --out /tmp/sample
-  fgclip-play-bag /tmp/sample/fgclip_sample_mcap --wait-for /camera/image_raw
+  fgclip-make-sample-bag --storage mcap --out /tmp/sample
+  fgclip-play-bag /tmp/sample --wait-for /camera/image_raw
+
+Arguments after --ros-args go to ROS (e.g. --ros-args --log-level debug); --remap here renames a
+bag topic, it is not a ROS remapping rule.
 """
 
 import argparse
@@ -40,7 +43,10 @@ def _parse_remaps(pairs: list[str]) -> dict[str, str]:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    from fgclip_ros.ros.bringup import split_ros_args
+
+    ours, ros_args = split_ros_args(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(ours)
     import rclpy
 
     from fgclip_ros.core.errors import FgclipError
@@ -51,7 +57,8 @@ def main(argv=None) -> int:
     except ValueError as error:
         print(f"fgclip-play-bag: {error}", file=sys.stderr)
         return 2
-    rclpy.init()
+    # Only ROS arguments reach rcl: it would read this tool's own `--remap A:=B` as a (deprecated) rule.
+    rclpy.init(args=["fgclip-play-bag", "--ros-args", *ros_args] if ros_args else ["fgclip-play-bag"])
     node = rclpy.create_node("fgclip_bag_player")
     try:
         with BagPlayer(node, args.bag, topics=args.topics, rate=args.rate, remap=remap) as player:

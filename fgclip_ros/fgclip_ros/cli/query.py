@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE = 0, 1, 2
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("queries", nargs="*", help="query texts (none: the node's current query set)")
     parser.add_argument(
-        "--min-score", type=float, default=0.0, help="match threshold (0: the node's min_score)"
+        "--min-score", type=float, default=math.nan, help="match threshold (default: the node's min_score)"
     )
     parser.add_argument(
         "--wait", action="store_true", help="answer from the next processed frame, not the latest"

@@ -30,11 +30,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fgclip_ros.core.rejection import REASON_NON_FINITE, REASON_NON_POSITIVE, REASON_OUTSIDE, REASON_TOO_SMALL
+
 LOG = logging.getLogger("fgclip_ros.crops")
-REASON_NON_FINITE = "non-finite coordinates"
-REASON_NON_POSITIVE = "zero or negative size"
-REASON_OUTSIDE = "fully outside the image"
-REASON_TOO_SMALL = "smaller than min_size after clamping to the image"
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 from fgclip_ros.core.matcher import MatchResult, QueryBank, match
-
-REASON_OVER_LIMIT = "over max_detections"
+from fgclip_ros.core.rejection import REASON_OVER_LIMIT, Rejection, rejection_code
 
 
 @dataclass
@@ -37,6 +36,10 @@ class DetectionResult:
     margin: float = 0.0
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (M,)
     probs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (M,)
+
+    @property
+    def rejected_code(self) -> Rejection:
+        return rejection_code(self.valid, self.rejected_reason)
 
     def ranked(self, min_score: float, top_k: int = 0) -> list[tuple[int, float]]:
         """(query index, probability) of the queries reaching ``min_score``, most probable first."""

@@ -6,7 +6,8 @@
 
 1. opens a private DDS graph (own ROS_DOMAIN_ID, localhost-only discovery; a domain with other
    nodes in it is skipped) and starts `fgclip-perception` there as a subprocess: THE parameter file
-   plus the demo's overrides (model, device, `image:=/camera/image_raw`, `detections:=/detections`);
+   plus the demo's overrides (model, device, `--image-topic /camera/image_raw`,
+   `--detections-topic /detections`);
 2. writes the sample bag fresh into the output folder while the node loads its model;
 3. waits until the node is active, sets the query set on the `queries` topic (every true caption
    of the bag + one hard negative per attribute family) and checks that the node took it;
@@ -43,10 +44,10 @@ from fgclip_ros.ros.private_graph import (
 NODE_NAME = "fgclip_perception"
 NODE = f"/{NODE_NAME}"
 QUERY_SERVICE = f"{NODE}/query"
-OUTPUT_TOPICS = {  # key -> topic of the node (relative names, no namespace)
+OUTPUT_TOPICS = {  # key -> topic of the node (no namespace; the debug image is private)
     "fine": "/fine_grained_detections",
     "labeled": "/detections_labeled",
-    "debug": "/debug_image",
+    "debug": f"{NODE}/debug_image",
     "diagnostics": "/diagnostics",
 }
 # Entries run_demo writes into the output folder; only these are removed before a run.
@@ -184,7 +185,7 @@ class _Run:
         args = ["--params-file", str(self.params_file), "--model", self.options.model]
         if self.options.device:
             args += ["--device", self.options.device]
-        args += ["--ros-args", "-r", f"image:={IMAGE_TOPIC}", "-r", f"detections:={DETECTIONS_TOPIC}"]
+        args += ["--image-topic", IMAGE_TOPIC, "--detections-topic", DETECTIONS_TOPIC]
         self.node_started = time.monotonic()
         self.node = NodeRunner(args, isolated_env(self.domain_id), self.out / "node.log")
         self.stack.callback(self._stop_node)

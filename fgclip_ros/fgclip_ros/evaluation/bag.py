@@ -183,6 +183,7 @@ def labelled_detections(output, ids: list[str], boxes: np.ndarray) -> list[messa
             d.probability,
             d.margin,
             np.asarray(d.scores, np.float32),
+            rejected_code=int(d.rejected_code),
         )
         for d, det_id, box in zip(output.detections, ids, boxes, strict=True)
     ]

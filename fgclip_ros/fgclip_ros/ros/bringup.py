@@ -2,11 +2,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """Pip-world bringup (no ``ros2 launch`` on PyPI): the perception node with THE parameter file, autostarted.
 
-``fgclip-perception --params-file config/perception.yaml [--model M] [--device D] [--ros-args ...]``
-does what ``ros2 launch fgclip_ros perception.launch.py`` does on a ROS install: rclpy is
-initialised with ``--params-file`` (so the very same YAML applies), the node is configured and
-activated when its ``autostart`` parameter is true, and a MultiThreadedExecutor spins it until
-SIGINT/SIGTERM, after which the model is released and rclpy shut down.
+``fgclip-perception --params-file config/perception.yaml [--image-topic T] [--model M] [--ros-args ...]``
+does what ``ros2 launch fgclip_ros perception.launch.py`` does on a ROS install, with the same
+arguments (``image_topic:=T`` there is ``--image-topic T`` here): rclpy is initialised with
+``--params-file`` (so the very same YAML applies), the node is configured and activated when its
+``autostart`` parameter is true, and a MultiThreadedExecutor spins it until SIGINT/SIGTERM, after
+which the model is released and rclpy shut down.
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), help="override 'dtype'")
     parser.add_argument("--backend", choices=BACKENDS, help="override 'backend'")
     parser.add_argument("--queries", nargs="+", metavar="QUERY", help="override the 'queries' parameter")
+    parser.add_argument("--namespace", help="namespace of the node (e.g. robot1)")
+    parser.add_argument(
+        "--image-topic",
+        help="input image topic (image_transport base name; compressed input is <topic>/compressed)",
+    )
+    parser.add_argument("--detections-topic", help="input vision_msgs/Detection2DArray topic")
+    parser.add_argument(
+        "--use-sim-time", action="store_true", help="use the /clock topic as time (a replayed bag's clock)"
+    )
     parser.add_argument(
         "--no-autostart",
         action="store_true",
@@ -76,6 +86,13 @@ def ros_arguments(
         args += ["-p", f"queries:={json.dumps(options.queries, ensure_ascii=False)}"]
     if options.no_autostart:
         args += ["-p", "autostart:=false"]
+    if options.use_sim_time:
+        args += ["-p", "use_sim_time:=true"]
+    namespace = "/" + options.namespace.strip("/") if options.namespace else None  # launch_ros does the same
+    remaps = {"__ns": namespace, "image": options.image_topic, "detections": options.detections_topic}
+    for name, target in remaps.items():
+        if target:
+            args += ["-r", f"{name}:={target}"]
     return args + user_ros_args
 
 

@@ -52,6 +52,7 @@ def _fine_grained(detection: DetectionResult, source: Detection2D) -> FineGraine
         id=source.id,
         bbox=source.bbox,
         valid=detection.valid,
+        rejected_code=int(detection.rejected_code),
         rejected_reason=detection.rejected_reason,
         best_index=detection.best_index,
         best_query=detection.best_query,

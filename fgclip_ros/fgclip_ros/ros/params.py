@@ -22,8 +22,6 @@ from fgclip_ros.export.deploy import BACKENDS, DEFAULT_INTRA_OP_THREADS, QUANTIZ
 # When a change takes effect: immediately, at the next activate, or at the next configure.
 RUNTIME, ACTIVATE, CONFIGURE = "runtime", "activate", "configure"
 
-RELIABILITIES = ("reliable", "best_effort")
-DURABILITIES = ("volatile", "transient_local")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 DTYPES = ("fp32", "fp16", "bf16")
 
@@ -145,8 +143,8 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "image_transport",
         "raw",
-        "Type on the 'image' topic: raw = sensor_msgs/Image, compressed = "
-        "sensor_msgs/CompressedImage (jpeg/png).",
+        "Input transport (image_transport naming): raw = sensor_msgs/Image on 'image', compressed = "
+        "sensor_msgs/CompressedImage (jpeg/png) on '<image>/compressed'.",
         ACTIVATE,
         IMAGE_TRANSPORTS,
     ),
@@ -165,35 +163,6 @@ SPECS: tuple[Spec, ...] = (
         ACTIVATE,
         range=(1, 1000),
     ),
-    Spec(
-        "qos.input.reliability",
-        "best_effort",
-        "QoS reliability of image and detections subscriptions.",
-        ACTIVATE,
-        RELIABILITIES,
-    ),
-    Spec(
-        "qos.input.depth",
-        5,
-        "QoS history depth of image and detections subscriptions.",
-        ACTIVATE,
-        range=(1, 1000),
-    ),
-    Spec(
-        "qos.output.reliability",
-        "reliable",
-        "QoS reliability of the published outputs.",
-        CONFIGURE,
-        RELIABILITIES,
-    ),
-    Spec(
-        "qos.output.durability",
-        "volatile",
-        "QoS durability of the published outputs.",
-        CONFIGURE,
-        DURABILITIES,
-    ),
-    Spec("qos.output.depth", 10, "QoS history depth of the published outputs.", CONFIGURE, range=(1, 1000)),
     Spec(
         "query.default_timeout_s",
         2.0,
@@ -248,11 +217,6 @@ class NodeParams:
     image_transport: str
     sync_tolerance_s: float
     sync_queue_size: int
-    qos_input_reliability: str
-    qos_input_depth: int
-    qos_output_reliability: str
-    qos_output_durability: str
-    qos_output_depth: int
     query_default_timeout_s: float
     diagnostics_period_s: float
     stats_window_s: float

@@ -19,7 +19,8 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray
@@ -37,21 +38,21 @@ from fgclip_ros.ros.params import NodeParams, attribute, check_value, declare_al
 
 NODE_NAME = "fgclip_perception"
 QUERY_SERVICE = "~/query"
+IMAGE_TOPIC, DETECTIONS_TOPIC, QUERIES_TOPIC = "image", "detections", "queries"  # relative: remap them
+DEBUG_IMAGE = "~/debug_image"
+COMPRESSED_SUFFIX = "/compressed"  # image_transport's name for the compressed transport of a base topic
 MAX_WAIT_S = 3600.0
 _SUCCESS, _FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
+# QoS defaults; every subscription and publisher takes ROS 2's standard overrides
+# (`qos_overrides.<resolved topic>.<publisher|subscription>.<policy>` parameters, at creation).
+# Image and detections are sensor data (REP 2003): best effort, keep last 5, each overridable alone.
+SENSOR_QOS = qos_profile_sensor_data
+OUTPUT_QOS = QoSProfile(depth=10)  # reliable, volatile
 
-def _qos(reliability: str, depth: int, durability: str = "volatile") -> QoSProfile:
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=int(depth),
-        reliability=ReliabilityPolicy.BEST_EFFORT
-        if reliability == "best_effort"
-        else ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL
-        if durability == "transient_local"
-        else DurabilityPolicy.VOLATILE,
-    )
+
+def _overridable() -> QoSOverridingOptions:
+    return QoSOverridingOptions.with_default_policies()
 
 
 class _RosLogHandler(logging.Handler):
@@ -183,18 +184,23 @@ class PerceptionNode(LifecycleNode):
         self._boxes_rejected = 0
         self._problems_reported = 0
 
-        out_qos = _qos(params.qos_output_reliability, params.qos_output_depth, params.qos_output_durability)
+        outputs = {
+            "fine_grained": (FineGrainedDetections, "fine_grained_detections"),
+            "labeled": (Detection2DArray, "detections_labeled"),
+            "debug": (Image, DEBUG_IMAGE),
+        }
         self._outputs = {
-            "fine_grained": self.create_lifecycle_publisher(
-                FineGrainedDetections, "fine_grained_detections", out_qos
-            ),
-            "labeled": self.create_lifecycle_publisher(Detection2DArray, "detections_labeled", out_qos),
-            "debug": self.create_lifecycle_publisher(Image, "debug_image", out_qos),
+            key: self.create_lifecycle_publisher(
+                msg_type, topic, OUTPUT_QOS, qos_overriding_options=_overridable()
+            )
+            for key, (msg_type, topic) in outputs.items()
         }
         self._query_service = self.create_service(
             Query, QUERY_SERVICE, self._on_query, callback_group=self._service_group
         )
-        self._diag_publisher = self.create_publisher(diagnostics.DiagnosticArray, "/diagnostics", 10)
+        self._diag_publisher = self.create_publisher(
+            diagnostics.DiagnosticArray, "/diagnostics", OUTPUT_QOS, qos_overriding_options=_overridable()
+        )
         self._diag_timer = self.create_timer(
             params.diagnostics_period_s, self._publish_diagnostics, callback_group=self._diag_group
         )
@@ -208,20 +214,29 @@ class PerceptionNode(LifecycleNode):
         params = self._params
         tolerance_ns = int(round(params.sync_tolerance_s * 1e9))
         self._sync = StampSync(tolerance_ns, params.sync_queue_size, params.sync_queue_size)
-        in_qos = _qos(params.qos_input_reliability, params.qos_input_depth)
-        image_type = CompressedImage if params.image_transport == "compressed" else Image
+        # image_transport naming: remapping `image` moves the base topic, the transport's topic follows.
+        if params.image_transport == "compressed":
+            image_type = CompressedImage
+            image_topic = self.resolve_topic_name(IMAGE_TOPIC) + COMPRESSED_SUFFIX
+        else:
+            image_type, image_topic = Image, IMAGE_TOPIC
+        frames = {"callback_group": self._frame_group, "qos_overriding_options": _overridable()}
         self._subscriptions_io = [
+            self.create_subscription(image_type, image_topic, self._on_image, SENSOR_QOS, **frames),
             self.create_subscription(
-                image_type, "image", self._on_image, in_qos, callback_group=self._frame_group
-            ),
-            self.create_subscription(
-                Detection2DArray, "detections", self._on_detections, in_qos, callback_group=self._frame_group
+                Detection2DArray, DETECTIONS_TOPIC, self._on_detections, SENSOR_QOS, **frames
             ),
             # Same (default) group as the parameter services: query-set changes never interleave.
-            self.create_subscription(String, "queries", self._on_queries_message, _qos("reliable", 10)),
+            self.create_subscription(
+                String, QUERIES_TOPIC, self._on_queries_message, OUTPUT_QOS,
+                qos_overriding_options=_overridable(),
+            ),
         ]
         self._active = True
-        self.get_logger().info(f"active: image ({image_type.__name__}) + detections -> outputs")
+        self.get_logger().info(
+            f"active: {self._subscriptions_io[0].topic_name} ({image_type.__name__}) + "
+            f"{self._subscriptions_io[1].topic_name} -> outputs"
+        )
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -402,10 +417,13 @@ class PerceptionNode(LifecycleNode):
         except QueryError as exc:
             response.message = f"bad query: {exc}"
             return response
-        if not math.isfinite(request.min_score):
-            response.message = f"bad min_score: {request.min_score}"
+        if math.isnan(request.min_score):
+            min_score = params.min_score  # NaN: the node's threshold (0.0 is a threshold like any other)
+        elif math.isfinite(request.min_score):
+            min_score = float(request.min_score)
+        else:
+            response.message = f"bad min_score: {request.min_score} (NaN = the node's min_score)"
             return response
-        min_score = float(request.min_score) if request.min_score != 0.0 else params.min_score
         if request.wait_for_next_frame:
             timeout = float(request.timeout_s) if request.timeout_s > 0 else params.query_default_timeout_s
             timeout = min(timeout, MAX_WAIT_S)

@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from fgclip_msgs.srv import Query
 
 DEFAULT_SERVICE = "/fgclip_perception/query"
+NODE_MIN_SCORE = math.nan  # Query.min_score meaning "the node's min_score"
 
 
 class QueryUnavailable(RuntimeError):
@@ -18,7 +20,7 @@ class QueryUnavailable(RuntimeError):
 def call_query(
     node,
     queries: list[str],
-    min_score: float = 0.0,
+    min_score: float = NODE_MIN_SCORE,
     wait_for_next_frame: bool = False,
     timeout_s: float = 0.0,
     service: str = DEFAULT_SERVICE,
@@ -85,6 +87,7 @@ def response_to_dict(response: Query.Response) -> dict:
                 "id": d.id,
                 "bbox": _bbox(d.bbox),
                 "valid": bool(d.valid),
+                "rejected_code": int(d.rejected_code),
                 "rejected_reason": d.rejected_reason,
                 "best_index": int(d.best_index),
                 "best_query": d.best_query,

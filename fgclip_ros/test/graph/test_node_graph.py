@@ -12,6 +12,7 @@ crops "a blue object" (graph_harness.build_known_answer_model). The graph is iso
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ pytest.importorskip("vision_msgs.msg")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from graph_harness import (  # noqa: E402
     BLUE_QUERY,
+    NODE,
     RED_QUERY,
     GraphClient,
     NodeProcess,
@@ -46,7 +48,7 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
-from fgclip_msgs.msg import FineGrainedDetections  # noqa: E402
+from fgclip_msgs.msg import FineGrainedDetection, FineGrainedDetections  # noqa: E402
 from fgclip_msgs.srv import Query  # noqa: E402
 from fgclip_ros.core.image_codec import decode_raw  # noqa: E402
 from fgclip_ros.core.overlay import MATCHED_RGB  # noqa: E402
@@ -54,6 +56,10 @@ from fgclip_ros.ros.private_graph import private_graph_env  # noqa: E402
 
 STARTUP_TIMEOUT_S = 180.0  # torch + open_clip import and model load on a busy 2-core machine
 FRAME_TIMEOUT_S = 10.0
+# The node is started as a user would start it on a camera: input remapped with --image-topic,
+# a QoS override for the detections subscription only, in the parameter file (docs/node.md).
+IMAGE_TOPIC = "/camera/image_raw"
+DETECTIONS_QOS_OVERRIDES = {"qos_overrides./detections.subscription.reliability": "reliable"}
 
 
 def stamp_ns(header) -> int:
@@ -66,7 +72,7 @@ class Graph:
     def __init__(self, node: NodeProcess, client: GraphClient, folder, manifest, domain_id: int):
         self.node, self.client, self.folder, self.manifest = node, client, folder, manifest
         self.domain_id = domain_id
-        self.image_pub = client.publisher(Image, "/image")
+        self.image_pub = client.publisher(Image, IMAGE_TOPIC)
         self.detections_pub = client.publisher(Detection2DArray, "/detections")
         self.queries_pub = client.publisher(String, "/queries")
         client.subscribe(FineGrainedDetections, "/fine_grained_detections", "fine")
@@ -106,7 +112,7 @@ class Graph:
         image, boxes, ids = two_colour_scene()
         return self.roundtrip(image, boxes, ids)
 
-    def query(self, queries=(), min_score=0.0, wait=False, timeout_s=0.0, call_timeout_s=60.0):
+    def query(self, queries=(), min_score=math.nan, wait=False, timeout_s=0.0, call_timeout_s=60.0):
         request = Query.Request(
             queries=list(queries), min_score=min_score, wait_for_next_frame=wait, timeout_s=timeout_s
         )
@@ -133,11 +139,13 @@ class Graph:
 def graph(tmp_path_factory):
     folder = tmp_path_factory.mktemp("graph")
     manifest = build_known_answer_model(folder / "model")
-    params = write_params(folder / "params.yaml", manifest)
+    params = write_params(folder / "params.yaml", manifest, **DETECTIONS_QOS_OVERRIDES)
     domain = graph_domain_id()
     env = isolated_env(domain)
     with private_graph_env(domain):  # the test process joins the same isolated graph as the node
-        node = NodeProcess(["--params-file", str(params)], env, folder / "node.log")
+        node = NodeProcess(
+            ["--params-file", str(params), "--image-topic", IMAGE_TOPIC], env, folder / "node.log"
+        )
         client = None
         try:
             client = GraphClient(domain)
@@ -187,8 +195,9 @@ def test_labelled_outputs_carry_the_known_answer(graph):
 
 
 def test_debug_overlay_is_drawn_for_subscribers(graph):
-    graph.client.subscribe(Image, "/debug_image", "debug")
-    subscription = [s for s in graph.client.node.subscriptions if s.topic_name == "/debug_image"][0]
+    debug_topic = f"{NODE}/debug_image"  # private: ~/debug_image
+    graph.client.subscribe(Image, debug_topic, "debug")
+    subscription = [s for s in graph.client.node.subscriptions if s.topic_name == debug_topic][0]
     wait_until(lambda: subscription.get_publisher_count() >= 1, 30.0, what="the debug_image publisher")
     image, boxes, ids = two_colour_scene()
     stamp, _ = graph.roundtrip(image, boxes, ids)
@@ -205,6 +214,41 @@ def test_bgr8_images_give_the_same_answer(graph):
     image, boxes, ids = two_colour_scene()
     _, fine = graph.roundtrip(image, boxes, ids, encoding="bgr8")
     assert [d.best_query for d in fine.detections] == [RED_QUERY, BLUE_QUERY]
+
+
+# ----------------------------------------------------------------------------- ROS conventions
+def _endpoints(graph, topic: str, publishers: bool) -> list:
+    info = (
+        graph.client.node.get_publishers_info_by_topic
+        if publishers
+        else (graph.client.node.get_subscriptions_info_by_topic)
+    )
+    return [e for e in info(topic) if e.node_name == NODE.lstrip("/")]
+
+
+def test_topics_and_qos_follow_ros_2_conventions(graph):
+    from rclpy.qos import ReliabilityPolicy
+
+    # --image-topic remapped the input; the debug image is private; outputs keep relative names.
+    wait_until(lambda: _endpoints(graph, IMAGE_TOPIC, False), 10.0, what=f"the node on {IMAGE_TOPIC}")
+    assert not _endpoints(graph, "/image", False)
+    assert _endpoints(graph, f"{NODE}/debug_image", True) and not _endpoints(graph, "/debug_image", True)
+    assert _endpoints(graph, "/fine_grained_detections", True)
+
+    # Standard QoS overrides, per topic: image keeps the sensor-data default (best effort), the
+    # detections subscription took the parameter file's override (reliable), outputs are reliable.
+    image = _endpoints(graph, IMAGE_TOPIC, False)[0].qos_profile
+    detections = _endpoints(graph, "/detections", False)[0].qos_profile
+    output = _endpoints(graph, "/fine_grained_detections", True)[0].qos_profile
+    assert image.reliability == ReliabilityPolicy.BEST_EFFORT
+    assert detections.reliability == ReliabilityPolicy.RELIABLE
+    assert output.reliability == ReliabilityPolicy.RELIABLE
+    get = graph.client.get_parameter
+    assert get(f"qos_overrides.{IMAGE_TOPIC}.subscription.reliability") == "best_effort"
+    assert get(f"qos_overrides.{IMAGE_TOPIC}.subscription.depth") == 5
+    assert get("qos_overrides./detections.subscription.reliability") == "reliable"
+    assert get("qos_overrides./fine_grained_detections.publisher.reliability") == "reliable"
+    assert get("qos.input.reliability") is None  # the old parameters are gone: one mechanism
 
 
 # ----------------------------------------------------------------------------- Query service
@@ -226,8 +270,26 @@ def test_query_service_answers_from_the_latest_frame(graph):
     assert strict.success
     assert all(d.best_index == -1 and d.best_query == "" and len(d.scores) == 2 for d in strict.detections)
 
-    refused = graph.query(["fine", "   "])
-    assert not refused.success and "bad query" in refused.message
+
+def test_query_min_score_nan_is_the_node_threshold_and_zero_is_zero(graph):
+    graph.good_frame()
+    # The red box against the blue query alone: a score x near 0. A node threshold on the other side
+    # of x than 0 makes "the node's min_score" (NaN) and a request threshold of 0.0 disagree.
+    probe = graph.query([BLUE_QUERY], min_score=-1.0)
+    assert probe.success, probe.message
+    x = float(probe.detections[0].scores[0])
+    node_threshold = (x + 1.0) / 2.0 if x >= 0.0 else -1.0
+    try:
+        assert graph.client.set_parameter("min_score", node_threshold).successful
+        node_default = graph.query([BLUE_QUERY], min_score=math.nan)
+        zero = graph.query([BLUE_QUERY], min_score=0.0)  # a threshold like any other, not "the node's"
+        assert node_default.success and zero.success, node_default.message + zero.message
+        assert (node_default.detections[0].best_index == 0) == (x >= node_threshold)
+        assert (zero.detections[0].best_index == 0) == (x >= 0.0)
+        infinite = graph.query(min_score=math.inf)
+        assert not infinite.success and "min_score" in infinite.message
+    finally:
+        assert graph.client.set_parameter("min_score", 0.0).successful
 
 
 def test_query_service_waits_for_the_next_frame_without_blocking_the_node(graph):
@@ -378,6 +440,13 @@ def test_bad_inputs_are_dropped_counted_and_good_frames_still_answered(graph):
     for rejected in (nan_box, negative, outside):
         assert not rejected.valid and rejected.rejected_reason and rejected.best_index == -1
         assert len(rejected.scores) == 0
+    codes = [d.rejected_code for d in fine.detections]
+    assert codes == [
+        FineGrainedDetection.REJECTED_NONE,
+        FineGrainedDetection.REJECTED_NON_FINITE,
+        FineGrainedDetection.REJECTED_NON_POSITIVE_SIZE,
+        FineGrainedDetection.REJECTED_OUTSIDE_IMAGE,
+    ]
 
     values = graph.diagnostics_values(
         lambda v: (
@@ -479,11 +548,11 @@ def test_lifecycle_transitions(graph):
     assert client.change_state(Transition.TRANSITION_CONFIGURE)
     assert client.change_state(Transition.TRANSITION_ACTIVATE)
     assert client.lifecycle_state() == "active"
-    # The node's 'image' topic now carries CompressedImage: publish PNG frames on it, from a second
-    # participant (Fast DDS allows one type per topic name and participant).
+    # image_transport naming: the node now takes CompressedImage on <image topic>/compressed (the
+    # remapped base name plus the transport's suffix). PNG frames from a second participant.
     compressed_client = GraphClient(graph.domain_id, "fgclip_graph_test_compressed")
     try:
-        graph.compressed_pub = compressed_client.publisher(CompressedImage, "/image")
+        graph.compressed_pub = compressed_client.publisher(CompressedImage, f"{IMAGE_TOPIC}/compressed")
         GraphClient.wait_for_subscribers(graph.compressed_pub)
 
         def png(image, stamp):

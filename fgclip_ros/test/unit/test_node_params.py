@@ -2,7 +2,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """The parameter file, the declared parameters, the launch file and the bringup's arguments agree."""
 
-import argparse
 import ast
 from pathlib import Path
 
@@ -15,6 +14,19 @@ from fgclip_ros.ros.bringup import build_parser, ros_arguments, split_ros_args  
 from fgclip_ros.ros.params import SPECS, _descriptor, check_value  # noqa: E402
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2]
+# docs/node.md's launch arguments; the pip bringup offers each as --<name with dashes>.
+LAUNCH_ARGUMENTS = (
+    "model",
+    "device",
+    "dtype",
+    "backend",
+    "params_file",
+    "namespace",
+    "autostart",
+    "image_topic",
+    "detections_topic",
+    "use_sim_time",
+)
 
 
 def flatten(mapping: dict, prefix: str = "") -> dict:
@@ -50,7 +62,7 @@ def test_check_value_rejects_bad_choices_and_ranges():
     assert check_value("min_score", 2.0)
     assert check_value("prompt_template", "no slot")
     assert check_value("prompt_template", "") is None
-    assert check_value("qos.input.reliability", "best_effort") is None
+    assert check_value("image_transport", "compressed") is None and check_value("image_transport", "jpeg")
     assert check_value("image_size", [1280, 720]) is None and check_value("image_size", [0, 0]) is None
     for bad in ([1280], [1280, 0], [-1, 720], [1280, 720, 3]):
         assert check_value("image_size", bad), bad
@@ -64,7 +76,7 @@ def test_launch_file_mirrors_the_main_parameters():
         for node in ast.walk(tree)
         if isinstance(node, ast.Constant) and isinstance(node.value, str)
     }
-    for argument in ("model", "device", "dtype", "backend", "params_file", "namespace", "autostart"):
+    for argument in LAUNCH_ARGUMENTS:
         assert argument in strings, argument
     for name in ("LifecycleNode", "ChangeState", "OnStateTransition", "generate_launch_description"):
         assert name in source
@@ -83,10 +95,35 @@ def test_bringup_arguments():
     assert 'queries:=["a red mug", "赤い物体"]' in args
     assert args[-2:] == ["-r", "image:=/cam/image"]  # the user's ROS arguments come last and win
     # Under ros2 launch the parameter files arrive after --ros-args: no default file is added.
-    assert ros_arguments(
-        argparse.Namespace(
-            model=None, device=None, dtype=None, backend=None, queries=None, no_autostart=False
+    assert ros_arguments(build_parser().parse_args([]), None, ["--params-file", "/l.yaml"]) == [
+        "--ros-args",
+        "--params-file",
+        "/l.yaml",
+    ]
+
+
+def test_bringup_mirrors_the_launch_arguments():
+    options = {action.dest for action in build_parser()._actions}
+    for argument in LAUNCH_ARGUMENTS:
+        assert {argument, f"no_{argument}"} & options, (
+            f"fgclip-perception has no --{argument.replace('_', '-')}"
+        )
+    args = ros_arguments(
+        build_parser().parse_args(
+            [
+                "--image-topic",
+                "/camera/image_raw",
+                "--detections-topic",
+                "/det",
+                "--use-sim-time",
+                "--namespace",
+                "robot1",
+            ]
         ),
         None,
-        ["--params-file", "/l.yaml"],
-    ) == ["--ros-args", "--params-file", "/l.yaml"]
+        [],
+    )
+    flat = " ".join(args)
+    assert "-r image:=/camera/image_raw" in flat and "-r detections:=/det" in flat
+    assert "-p use_sim_time:=true" in flat and "-r __ns:=/robot1" in flat
+    assert "image:=" not in " ".join(ros_arguments(build_parser().parse_args([]), None, []))

@@ -48,6 +48,7 @@ FGCLIP_MSGS_LAYOUT = {
         "id": "string",
         "bbox": "vision_msgs/BoundingBox2D",
         "valid": "boolean",
+        "rejected_code": "uint8",
         "rejected_reason": "string",
         "best_index": "int32",
         "best_query": "string",
@@ -186,6 +187,19 @@ def test_fgclip_msgs_match_the_design():
         message_class = getattr(fgclip_msgs.srv, f"Query_{part}")
         assert list(_fields(message_class).items()) == list(layout.items()), f"fgclip_msgs/srv/Query {part}"
     fgclip_msgs.srv.Query.__class__.__import_type_support__()
+
+
+def test_rejection_codes_are_the_message_constants():
+    # The node fills rejected_code from core.rejection; a client compares it with the REJECTED_* constants.
+    from fgclip_msgs.msg import FineGrainedDetection
+    from fgclip_ros.core.rejection import Rejection
+
+    constants = {
+        name.removeprefix("REJECTED_"): getattr(FineGrainedDetection, name)
+        for name in dir(FineGrainedDetection)
+        if name.startswith("REJECTED_")
+    }
+    assert constants == {code.name: code.value for code in Rejection}
 
 
 def test_wire_type_names(tmp_path):
