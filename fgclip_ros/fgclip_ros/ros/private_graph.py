@@ -30,7 +30,7 @@ MAX_SAFE_DOMAIN_ID = 101
 
 
 def domain_candidates(pid: int, count: int = 6) -> list[int]:
-    """Domain ids to try, in order: 1 + pid % 101 first, then spread-out others (the graph tests use the first)."""
+    """Domain ids to try, in order: 1 + pid % 101 first (the graph tests use it), then spread-out others."""
     first = pid % MAX_SAFE_DOMAIN_ID
     # 37 is coprime with 101, so the sequence visits distinct ids.
     return [1 + (first + 37 * k) % MAX_SAFE_DOMAIN_ID for k in range(count)]
