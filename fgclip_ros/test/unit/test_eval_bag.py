@@ -6,8 +6,7 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from conftest import TINY_ARCHITECTURE, make_tiny_encoder
+from conftest import make_tiny_encoder, write_tiny_manifest
 from test_bags import write_foreign_mcap
 
 from fgclip_ros.bags import messages
@@ -212,16 +211,7 @@ def test_compressed_images_are_detected_and_decoded(tmp_path, pipeline):
 # --- the command line --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_manifest(tmp_path_factory):
-    from conftest import TINY_CLIP_CONFIG, make_tiny_clip
-
-    folder = tmp_path_factory.mktemp("model")
-    (folder / "tiny.json").write_text(json.dumps(TINY_CLIP_CONFIG))
-    torch.save(make_tiny_clip(0).state_dict(), folder / "tiny.pt")
-    (folder / "tiny.yaml").write_text(
-        f"architecture: {TINY_ARCHITECTURE}\nmodel_config: {{path: tiny.json}}\n"
-        "weights: {path: tiny.pt}\ninput_size: 32\nembed_dim: 32\n"
-    )
-    return folder / "tiny.yaml"
+    return write_tiny_manifest(tmp_path_factory.mktemp("model"))
 
 
 def _cli(bag, manifest, out, *extra):

@@ -6,6 +6,7 @@ The in-process run (--workers 1) is the reference: a local Ray runtime with 2 wo
 same report bag by bag; a rerun recomputes exactly the bags whose result is missing or stale.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -194,3 +195,34 @@ def test_no_bags_or_a_missing_model_file_is_a_user_error(bag_set, manifest, tmp_
     assert _run([bag_set / "mcap_unpaired"], model / "tiny.yaml", tmp_path / "out") == 2
     err = capsys.readouterr().err
     assert "tiny.pt" in err and not (tmp_path / "out" / "report.json").exists()
+
+
+def test_ray_workers_report_every_frame_to_the_one_progress_bar(bag_set, manifest, tmp_path):
+    from fgclip_ros.cli.eval_bag import build_parser, evaluation_options, model_spec
+    from fgclip_ros.evaluation.bag_set import EvalJob, RunProgress, image_messages
+    from fgclip_ros.evaluation.bag_set_ray import run_on_ray
+
+    args = build_parser().parse_args(
+        ["unused", "--model", str(manifest), "--device", "cpu", "--queries-from-ground-truth"]
+    )
+    job = EvalJob(model_spec(args), evaluation_options(args), tmp_path)
+    bags = [bag_set / "mcap_unpaired", bag_set / "site_b" / "sqlite_jpeg"]
+    tasks = [
+        dataclasses.replace(t, frames=image_messages(t.path, None))
+        for t in job.tasks(bags, {"model": "tiny"})
+    ]
+
+    class Recording(RunProgress):
+        reported: dict[int, int] = {}
+
+        def frames(self, index, count=1):
+            if index in self.seen:  # the bag has not ended yet
+                self.reported[index] = self.reported.get(index, 0) + count
+            super().frames(index, count)
+
+    progress = Recording(tasks, reused=0, enabled=False)
+    entries = run_on_ray(job, tasks, progress, workers=2, threads=1)
+    assert [e["status"] for e in entries] == ["ok", "ok"]
+    # Every image message read in an actor came back to the driver's bar, before its bag ended.
+    assert progress.reported == {t.index: t.frames for t in tasks} and all(t.frames > 0 for t in tasks)
+    assert progress.done == 2 and progress.failed == 0
