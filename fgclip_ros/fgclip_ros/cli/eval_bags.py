@@ -98,8 +98,8 @@ def _cluster_device(args) -> str | None:
     return "cuda" if ray.cluster_resources().get("GPU", 0) else "cpu"
 
 
-def _sizing(args, device: str, pending: int) -> tuple[int, int]:
-    """(workers, threads per worker) for this machine or the joined cluster."""
+def _sizing(args, device: str, pending: int) -> tuple[int, int, int]:
+    """(workers, threads per worker, GPUs) for this machine or the joined cluster."""
     if args.ray_address:
         import ray
 
@@ -119,8 +119,11 @@ def _sizing(args, device: str, pending: int) -> tuple[int, int]:
         workers = max(1, min(workers, pending))
     if workers < 1:
         raise FgclipError("--workers must be at least 1")
+    if device.startswith("cuda") and gpus == 0:
+        where = f"the Ray cluster at {args.ray_address}" if args.ray_address else "this machine"
+        raise FgclipError(f"--device {args.device}: {where} has no GPU; use --device cpu")
     threads = args.threads_per_worker or max(1, cores // workers)
-    return workers, threads
+    return workers, threads, gpus
 
 
 def _print_table(report: dict, out) -> None:
@@ -173,19 +176,21 @@ def run(args, out=None) -> int:
             for t in tasks
             if t.index not in entries
         ]
-        workers, threads = _sizing(args, model.device, len(pending))
+        workers, threads, gpus = _sizing(args, model.device, len(pending))
+        # A GPU per worker, or a share of one when there are more workers than GPUs.
+        gpus_per_worker = min(1.0, gpus / workers) if model.device.startswith("cuda") else 0.0
         use_ray = workers > 1 or args.ray_address
         if use_ray and pending and not args.ray_address:
             from fgclip_ros.evaluation.bag_set_ray import start_ray
 
             # Before the bar: Ray's start-up lines would break it.
-            start_ray(None, workers, threads, gpus=workers if model.device.startswith("cuda") else 0)
+            start_ray(None, workers, threads, gpus=gpus)
         progress = RunProgress(pending, len(entries), False if args.no_progress else None)
         try:
             if use_ray:
                 from fgclip_ros.evaluation.bag_set_ray import run_on_ray
 
-                results = run_on_ray(job, pending, progress, workers, threads)
+                results = run_on_ray(job, pending, progress, workers, threads, gpus_per_worker)
             else:
                 results = run_in_process(job, pending, progress, threads)
         finally:

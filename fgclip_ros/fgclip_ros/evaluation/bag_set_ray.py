@@ -10,6 +10,7 @@ code) fails the bag it held, and a new actor takes its place for the rest.
 """
 
 import logging
+import math
 import time
 
 from fgclip_ros.core.errors import FgclipError
@@ -69,21 +70,24 @@ def run_on_ray(
     progress: RunProgress,
     workers: int,
     threads: int,
+    gpus_per_worker: float = 0.0,
     address: str | None = None,
 ) -> list[dict]:
-    """Evaluate `tasks` on `workers` actors (num_gpus=1 each when the device is CUDA)."""
+    """Evaluate `tasks` on `workers` actors, each asking for `threads` CPUs and `gpus_per_worker` GPUs.
+
+    With CUDA, `gpus_per_worker` is 1 (a GPU each) or a fraction when there are more workers than GPUs.
+    """
     import ray
     from ray.util.queue import Queue
 
     if not tasks:
         return []
-    cuda = job.model.device.startswith("cuda")
     started_here = not ray.is_initialized()
     if started_here:
-        start_ray(address, workers, threads, gpus=workers if cuda else 0)
+        start_ray(address, workers, threads, gpus=math.ceil(workers * gpus_per_worker))
     try:
         queue = Queue(actor_options={"num_cpus": 0})
-        actor_class = ray.remote(num_cpus=threads, num_gpus=1 if cuda else 0)(_Worker)
+        actor_class = ray.remote(num_cpus=threads, num_gpus=gpus_per_worker)(_Worker)
 
         def new_actor():
             return actor_class.remote(job, threads, queue)
