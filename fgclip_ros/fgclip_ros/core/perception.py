@@ -134,10 +134,22 @@ class PerceptionEngine:
         return self.pipeline.queries
 
     def set_queries(self, queries: list[str], template: str | None = None) -> None:
-        """Replace the query set; the text embeddings are computed here, once per change."""
+        """Replace the query set; the text embeddings are computed here, once per change.
+
+        They are computed into a new bank outside the model lock (a large set takes seconds, and
+        only the text tower runs), then swapped in: frames meanwhile use the previous set.
+        """
+        pipeline = self.pipeline
+        bank = QueryBank(
+            pipeline.encode_queries,
+            template=pipeline.query_bank.template if template is None else template,
+            embed_dim=pipeline.encoder.embed_dim,
+        )
+        bank.set_queries(list(queries))
+        bank.embeddings  # noqa: B018 - encode now, not inside the next frame
         with self._model_lock:
-            self.pipeline.set_queries(list(queries), template=template)
-            self._adhoc_bank.set_template(self.pipeline.query_bank.template)
+            pipeline.query_bank = bank
+            self._adhoc_bank.set_template(bank.template)
 
     def text_embeddings(self, queries: list[str] | None) -> tuple[list[str], torch.Tensor]:
         """Embeddings of ``queries`` (None = the current set), cached for repeated service calls."""

@@ -7,13 +7,16 @@ does what ``ros2 launch fgclip_ros perception.launch.py`` does on a ROS install,
 arguments (``image_topic:=T`` there is ``--image-topic T`` here): rclpy is initialised with
 ``--params-file`` (so the very same YAML applies), the node is configured and activated when its
 ``autostart`` parameter is true, and a MultiThreadedExecutor spins it until SIGINT/SIGTERM, after
-which the model is released and rclpy shut down.
+which the model is released and rclpy shut down. Further SIGINT/SIGTERM during that cleanup are
+ignored (``ros2 launch`` and a terminal's Ctrl-C can signal the whole process group twice), so
+the node still exits 0, without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -22,6 +25,13 @@ from fgclip_ros.export.deploy import BACKENDS
 
 EXECUTOR_THREADS = 8  # frames + waiting Query calls + lifecycle/parameter services + diagnostics
 EXIT_OK, EXIT_CONFIGURE_FAILED, EXIT_USAGE = 0, 1, 2
+SHUTDOWN_TIMEOUT_S = 1.0  # executor threads still running a callback after this are not waited for
+
+
+def _ignore_stop_signals() -> None:
+    """Cleanup has started: another SIGINT/SIGTERM must not interrupt it (it ends on its own)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def default_params_file() -> Path:
@@ -131,9 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        _ignore_stop_signals()
+        if node is not None:
+            node.stop_processing()  # the frame worker ends, waiting Query calls are answered
         if executor is not None:
-            executor.shutdown(timeout_sec=5.0)
+            executor.shutdown(timeout_sec=SHUTDOWN_TIMEOUT_S)
         if node is not None:
             node.destroy_node()  # releases the model
         rclpy.try_shutdown()
+        _ignore_stop_signals()  # rclpy restores the handlers it replaced at init
     return EXIT_OK

@@ -11,7 +11,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
 from fgclip_msgs.msg import FineGrainedDetection, FineGrainedDetections
-from fgclip_ros.core.image_codec import decode_compressed, decode_raw, encode_rgb8
+from fgclip_ros.core.image_codec import DEFAULT_MAX_IMAGE_PIXELS, decode_compressed, decode_raw, encode_rgb8
 from fgclip_ros.core.perception import DetectionResult, FrameOutput
 
 
@@ -19,11 +19,11 @@ def stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def image_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
+def image_to_rgb(msg: Image | CompressedImage, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """RGB HxWx3 uint8 (a view on ``msg.data`` where the encoding allows); raises ImageDecodeError."""
     if isinstance(msg, CompressedImage):
-        return decode_compressed(msg.format, msg.data)
-    return decode_raw(msg.height, msg.width, msg.encoding, msg.step, msg.data, msg.is_bigendian)
+        return decode_compressed(msg.format, msg.data, max_pixels)
+    return decode_raw(msg.height, msg.width, msg.encoding, msg.step, msg.data, msg.is_bigendian, max_pixels)
 
 
 def rgb_to_image(image_rgb: np.ndarray, header) -> Image:

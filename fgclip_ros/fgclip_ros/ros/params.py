@@ -15,6 +15,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
+from fgclip_ros.core.image_codec import DEFAULT_MAX_IMAGE_PIXELS
 from fgclip_ros.core.prompts import check_template
 from fgclip_ros.core.query_text import DEFAULT_MAX_QUERIES, DEFAULT_MAX_QUERY_CHARS
 from fgclip_ros.export.deploy import BACKENDS, DEFAULT_INTRA_OP_THREADS, QUANTIZE_MODES
@@ -149,6 +150,23 @@ SPECS: tuple[Spec, ...] = (
         IMAGE_TRANSPORTS,
     ),
     Spec(
+        "max_image_pixels",
+        DEFAULT_MAX_IMAGE_PIXELS,
+        "Images with more pixels (width x height; for JPEG/PNG the size their header declares, "
+        "checked before decoding) are dropped and counted as image_too_large. Default: 8K UHD.",
+        RUNTIME,
+        range=(1, 2**31 - 1),
+    ),
+    Spec(
+        "processing.every_frame",
+        False,
+        "false: keep-latest; one worker processes the newest paired frame and older unprocessed "
+        "pairs are dropped (counted as dropped.stale), so latency stays near one processing time "
+        "under overload. true: every pair is processed in order (bags, offline evaluation with "
+        "reliable QoS); a slow node then falls behind its inputs.",
+        ACTIVATE,
+    ),
+    Spec(
         "sync.tolerance_s",
         0.0,
         "Pair image and detections whose header stamps differ by at most this many "
@@ -166,9 +184,10 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "query.default_timeout_s",
         2.0,
-        "Query service: wait this long for the next frame when the request's timeout_s is 0.",
+        "Query service: wait this long for the next frame when the request's timeout_s is 0 "
+        "(any wait is capped at 10 s).",
         RUNTIME,
-        range=(0.0, 3600.0),
+        range=(0.0, 10.0),
     ),
     Spec("diagnostics_period_s", 1.0, "Period of the /diagnostics status.", CONFIGURE, range=(0.05, 60.0)),
     Spec(
@@ -215,6 +234,8 @@ class NodeParams:
     max_queries: int
     max_query_chars: int
     image_transport: str
+    max_image_pixels: int
+    processing_every_frame: bool
     sync_tolerance_s: float
     sync_queue_size: int
     query_default_timeout_s: float

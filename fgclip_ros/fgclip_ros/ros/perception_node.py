@@ -4,19 +4,27 @@
 
 configure loads the model (and fails the transition with the reason logged), activate creates the
 subscriptions, deactivate removes them, cleanup releases the model (and its GPU memory).
-Threads: frames are processed in one mutually exclusive callback group (in order); the Query
-service runs in a reentrant group, so a call that waits for the next frame blocks only its own
-executor thread (spin with a MultiThreadedExecutor, as the bringup does).
+Threads: the image and detections callbacks only pair messages by stamp; by default one frame
+worker thread processes the newest complete pair and older unprocessed pairs are dropped as
+``stale`` (``processing.every_frame`` processes every pair in order instead, for bags and offline
+evaluation). The Query service runs in a reentrant group; at most MAX_WAITING_QUERIES calls wait
+for the next frame at a time (each holds its executor thread, at most MAX_WAIT_S), further ones
+are answered "busy" at once, so waiting calls never starve lifecycle, parameters or diagnostics.
+Every callback is guarded (ros/callback_guard.py): an unforeseen exception is counted and logged,
+never raised into the executor.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import threading
 import time
 
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -27,13 +35,17 @@ from vision_msgs.msg import Detection2DArray
 
 from fgclip_msgs.msg import FineGrainedDetections
 from fgclip_msgs.srv import Query
+from fgclip_ros.core.frame_waiters import BUSY, CLOSED, TIMEOUT, FrameWaiters
 from fgclip_ros.core.image_codec import ImageDecodeError
+from fgclip_ros.core.latest_slot import LatestSlot
+from fgclip_ros.core.manifest import load_manifest
 from fgclip_ros.core.perception import PerceptionEngine, resolve_device
 from fgclip_ros.core.query_text import QueryError, parse_queries_text, validate_queries
 from fgclip_ros.core.rate_limit import CountedWarnings
 from fgclip_ros.core.stats import RateLatencyStats
 from fgclip_ros.core.sync import DETECTIONS, IMAGE, StampSync
 from fgclip_ros.ros import conversions, diagnostics
+from fgclip_ros.ros.callback_guard import CallbackGuard
 from fgclip_ros.ros.params import NodeParams, attribute, check_value, declare_all, read_all
 
 NODE_NAME = "fgclip_perception"
@@ -41,7 +53,8 @@ QUERY_SERVICE = "~/query"
 IMAGE_TOPIC, DETECTIONS_TOPIC, QUERIES_TOPIC = "image", "detections", "queries"  # relative: remap them
 DEBUG_IMAGE = "~/debug_image"
 COMPRESSED_SUFFIX = "/compressed"  # image_transport's name for the compressed transport of a base topic
-MAX_WAIT_S = 3600.0
+MAX_WAIT_S = 10.0  # longest wait_for_next_frame honoured (docs/node.md)
+MAX_WAITING_QUERIES = 4  # of the bringup's 8 executor threads
 _SUCCESS, _FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 # QoS defaults; every subscription and publisher takes ROS 2's standard overrides
@@ -53,6 +66,20 @@ OUTPUT_QOS = QoSProfile(depth=10)  # reliable, volatile
 
 def _overridable() -> QoSOverridingOptions:
     return QoSOverridingOptions.with_default_policies()
+
+
+def _guarded_transition(method):
+    """A lifecycle transition whose unforeseen exception is counted and logged; the transition errors."""
+
+    @functools.wraps(method)
+    def run(self, state):
+        try:
+            return method(self, state)
+        except Exception as exc:  # noqa: BLE001 - the callback boundary
+            self._guard.report(f"lifecycle_{method.__name__}", exc)
+            return TransitionCallbackReturn.ERROR
+
+    return run
 
 
 class _RosLogHandler(logging.Handler):
@@ -77,6 +104,15 @@ class _RosLogHandler(logging.Handler):
             self.handleError(record)
 
 
+def _model_problem(model: str) -> str | None:
+    """None when ``model`` names a readable manifest (by name or path), else the reason."""
+    try:
+        load_manifest(model)
+    except Exception as exc:  # noqa: BLE001 - any unreadable manifest is refused with its reason
+        return f"model {model!r} refused: {exc}"
+    return None
+
+
 class PerceptionNode(LifecycleNode):
     """Fine-grained scoring of a detector's boxes against free-text queries (see docs/node.md)."""
 
@@ -93,7 +129,14 @@ class PerceptionNode(LifecycleNode):
         core_logger.propagate = False
 
         self._warnings = CountedWarnings(self.get_logger().warning, self._params.warn_period_s)
+        self._guard = CallbackGuard(lambda kind, message: self._warnings.warn(kind, message))
         self._engine: PerceptionEngine | None = None
+        self._loaded_model = ""
+        self._slot: LatestSlot | None = None
+        self._worker: threading.Thread | None = None
+        self._stale = 0
+        self._dds_lost = {IMAGE: 0, DETECTIONS: 0}
+        self._waiters = FrameWaiters(MAX_WAITING_QUERIES)
         self._sync: StampSync | None = None
         self._stats: RateLatencyStats | None = None
         self._active = False
@@ -111,11 +154,19 @@ class PerceptionNode(LifecycleNode):
         self._frame_group = MutuallyExclusiveCallbackGroup()
         self._service_group = ReentrantCallbackGroup()
         self._diag_group = MutuallyExclusiveCallbackGroup()
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(
+            self._guard.wrap(
+                "set_parameters",
+                self._on_set_parameters,
+                lambda problem: SetParametersResult(successful=False, reason=f"internal error: {problem}"),
+            )
+        )
 
         self._autostart_timer = None
         if self._params.autostart and self_start:
-            self._autostart_timer = self.create_timer(0.01, self._autostart_once)
+            self._autostart_timer = self.create_timer(
+                0.01, self._guard.wrap("autostart", self._autostart_once)
+            )
 
     # ================================================================== lifecycle
     def autostart(self) -> bool:
@@ -137,6 +188,7 @@ class PerceptionNode(LifecycleNode):
     def last_error(self) -> str:
         return self._last_error
 
+    @_guarded_transition
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         from fgclip_ros.export.deploy import deployed_pipeline  # torch/open_clip: only when a model is loaded
 
@@ -178,6 +230,7 @@ class PerceptionNode(LifecycleNode):
             self._release_model()
             return _FAILURE
         self._engine = engine
+        self._loaded_model = params.model
         self._device_in_use = device
         self._stats = RateLatencyStats(window_s=params.stats_window_s)
         self._warnings = CountedWarnings(self.get_logger().warning, params.warn_period_s)
@@ -196,13 +249,18 @@ class PerceptionNode(LifecycleNode):
             for key, (msg_type, topic) in outputs.items()
         }
         self._query_service = self.create_service(
-            Query, QUERY_SERVICE, self._on_query, callback_group=self._service_group
+            Query,
+            QUERY_SERVICE,
+            self._guard.wrap("query", self._on_query, self._query_failed),
+            callback_group=self._service_group,
         )
         self._diag_publisher = self.create_publisher(
             diagnostics.DiagnosticArray, "/diagnostics", OUTPUT_QOS, qos_overriding_options=_overridable()
         )
         self._diag_timer = self.create_timer(
-            params.diagnostics_period_s, self._publish_diagnostics, callback_group=self._diag_group
+            params.diagnostics_period_s,
+            self._guard.wrap("diagnostics", self._publish_diagnostics),
+            callback_group=self._diag_group,
         )
         self.get_logger().info(
             f"configured: model {pipeline.name} on {engine.provider} in "
@@ -210,6 +268,7 @@ class PerceptionNode(LifecycleNode):
         )
         return _SUCCESS
 
+    @_guarded_transition
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         params = self._params
         tolerance_ns = int(round(params.sync_tolerance_s * 1e9))
@@ -221,17 +280,40 @@ class PerceptionNode(LifecycleNode):
         else:
             image_type, image_topic = Image, IMAGE_TOPIC
         frames = {"callback_group": self._frame_group, "qos_overriding_options": _overridable()}
+        guard = self._guard.wrap
         self._subscriptions_io = [
-            self.create_subscription(image_type, image_topic, self._on_image, SENSOR_QOS, **frames),
             self.create_subscription(
-                Detection2DArray, DETECTIONS_TOPIC, self._on_detections, SENSOR_QOS, **frames
+                image_type,
+                image_topic,
+                guard("image", self._on_image),
+                SENSOR_QOS,
+                event_callbacks=self._loss_events(IMAGE),
+                **frames,
+            ),
+            self.create_subscription(
+                Detection2DArray,
+                DETECTIONS_TOPIC,
+                guard("detections", self._on_detections),
+                SENSOR_QOS,
+                event_callbacks=self._loss_events(DETECTIONS),
+                **frames,
             ),
             # Same (default) group as the parameter services: query-set changes never interleave.
             self.create_subscription(
-                String, QUERIES_TOPIC, self._on_queries_message, OUTPUT_QOS,
+                String,
+                QUERIES_TOPIC,
+                guard("queries", self._on_queries_message),
+                OUTPUT_QOS,
                 qos_overriding_options=_overridable(),
             ),
         ]
+        self._waiters.open()
+        if not params.processing_every_frame:
+            self._slot = LatestSlot()
+            self._worker = threading.Thread(
+                target=self._work, args=(self._slot,), name="fgclip-frames", daemon=True
+            )
+            self._worker.start()
         self._active = True
         self.get_logger().info(
             f"active: {self._subscriptions_io[0].topic_name} ({image_type.__name__}) + "
@@ -239,28 +321,50 @@ class PerceptionNode(LifecycleNode):
         )
         return super().on_activate(state)
 
+    @_guarded_transition
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
         self._destroy_subscriptions()
+        self._stop_worker()
         if self._sync is not None:
             self._sync.clear()
         return super().on_deactivate(state)
 
+    @_guarded_transition
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release_io()
         self._release_model()
         return _SUCCESS
 
+    @_guarded_transition
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
         self._destroy_subscriptions()
+        self._stop_worker()
         self._release_io()
         self._release_model()
         return _SUCCESS
 
+    @_guarded_transition
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.get_logger().error(f"error while {state.label}; releasing everything (back to unconfigured)")
         return self.on_shutdown(state)
+
+    def _loss_events(self, side: str) -> SubscriptionEventCallbacks:
+        """Count messages the RMW reports lost before they reached this reader (where it reports them)."""
+
+        def lost(info) -> None:
+            self._dds_lost[side] += int(info.total_count_change)
+
+        return SubscriptionEventCallbacks(message_lost=self._guard.wrap(f"{side}_lost", lost))
+
+    def _stop_worker(self) -> None:
+        self._waiters.close()
+        slot, worker, self._slot, self._worker = self._slot, self._worker, None, None
+        if slot is not None and slot.close() is not None:
+            self._stale += 1
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout=5.0)
 
     def _destroy_subscriptions(self) -> None:
         for subscription in self._subscriptions_io:
@@ -286,11 +390,17 @@ class PerceptionNode(LifecycleNode):
         if engine is not None:
             engine.close()  # drops the model, empties the CUDA cache
 
+    def stop_processing(self) -> None:
+        """Stop taking frames: the frame worker ends and waiting Query calls are answered at once."""
+        self._active = False
+        self._stop_worker()
+
     def destroy_node(self) -> None:
         core_logger = logging.getLogger("fgclip_ros")
         core_logger.removeHandler(self._log_handler)
         core_logger.propagate = self._core_logger_propagated
         self._active = False
+        self._stop_worker()
         self._release_model()
         super().destroy_node()
 
@@ -307,6 +417,8 @@ class PerceptionNode(LifecycleNode):
                 except QueryError as exc:
                     return SetParametersResult(successful=False, reason=f"queries rejected: {exc}")
             reason = check_value(parameter.name, value)
+            if parameter.name == "model" and not reason:
+                reason = _model_problem(value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
             new = new.with_value(parameter.name, value)
@@ -344,22 +456,38 @@ class PerceptionNode(LifecycleNode):
     # ================================================================== frames
     def _on_image(self, msg) -> None:
         if self._active and self._sync is not None:
-            pair = self._sync.add_image(conversions.stamp_ns(msg.header), msg)
-            if pair is not None:
-                self._process(pair.image, pair.detections)
+            self._paired(self._sync.add_image(conversions.stamp_ns(msg.header), msg))
 
     def _on_detections(self, msg: Detection2DArray) -> None:
         if self._active and self._sync is not None:
-            pair = self._sync.add_detections(conversions.stamp_ns(msg.header), msg)
-            if pair is not None:
-                self._process(pair.image, pair.detections)
+            self._paired(self._sync.add_detections(conversions.stamp_ns(msg.header), msg))
+
+    def _paired(self, pair) -> None:
+        if pair is None:
+            return
+        slot = self._slot
+        if slot is None:  # processing.every_frame: in order, in this callback
+            self._process(pair.image, pair.detections)
+        elif slot.put(pair) is not None:
+            self._stale += 1
+
+    def _work(self, slot: LatestSlot) -> None:
+        """The frame worker: the newest pair, one at a time, until the slot is closed."""
+        process = self._guard.wrap("frame_worker", self._process)
+        while True:
+            pair = slot.take(timeout_s=0.5)
+            if pair is None:
+                if slot.closed:
+                    return
+                continue
+            process(pair.image, pair.detections)
 
     def _process(self, image_msg, detections_msg: Detection2DArray) -> None:
         engine = self._engine
         if engine is None:
             return
         try:
-            image = conversions.image_to_rgb(image_msg)
+            image = conversions.image_to_rgb(image_msg, self._params.max_image_pixels)
         except ImageDecodeError as exc:
             self._warnings.warn(f"image_{exc.reason}", f"dropped an image: {exc.detail}")
             return
@@ -369,6 +497,7 @@ class PerceptionNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the node
             self._warnings.warn("processing_error", f"dropped a frame: {type(exc).__name__}: {exc}")
             return
+        self._waiters.frame_done()
         if self._stats is not None:
             self._stats.record(output.latency_s)
         for detection in output.detections:
@@ -425,10 +554,22 @@ class PerceptionNode(LifecycleNode):
             response.message = f"bad min_score: {request.min_score} (NaN = the node's min_score)"
             return response
         if request.wait_for_next_frame:
-            timeout = float(request.timeout_s) if request.timeout_s > 0 else params.query_default_timeout_s
+            requested = float(request.timeout_s)
+            timeout = (
+                requested if math.isfinite(requested) and requested > 0 else params.query_default_timeout_s
+            )
             timeout = min(timeout, MAX_WAIT_S)
-            if not engine.wait_for_frame_after(engine.sequence, timeout):
+            outcome = self._waiters.wait_next(timeout)
+            if outcome == BUSY:
+                response.message = (
+                    f"busy: {MAX_WAITING_QUERIES} calls already wait for the next frame; retry later"
+                )
+                return response
+            if outcome == TIMEOUT:
                 response.message = f"timeout: no frame was processed within {timeout:g} s"
+                return response
+            if outcome == CLOSED:
+                response.message = "node stopped while waiting for the next frame"
                 return response
         try:
             output = engine.score_latest(queries, min_score)
@@ -445,13 +586,20 @@ class PerceptionNode(LifecycleNode):
         response.detections = conversions.fine_grained_list(output, detections_msg)
         return response
 
+    @staticmethod
+    def _query_failed(problem: str) -> Query.Response:
+        return Query.Response(success=False, message=f"internal error: {problem}")
+
     # ================================================================== diagnostics
     def diagnostic_values(self) -> dict:
         engine, params = self._engine, self._params
         stats = self._stats.snapshot() if self._stats is not None else None
         values: dict = {
             "state": self._state_machine.current_state[1],
-            "model": params.model,
+            "model": engine.pipeline.name if engine is not None and engine.pipeline is not None else "",
+            "model_source": self._loaded_model,
+            # Set at runtime, loaded at the next configure.
+            "model_pending": params.model if params.model != self._loaded_model else "",
             "backend": params.backend,
             "device": self._device_in_use,
             "provider": engine.provider if engine is not None else "",
@@ -465,6 +613,10 @@ class PerceptionNode(LifecycleNode):
         }
         if self._sync is not None:
             values.update(self._sync.counters.snapshot())
+        values["dropped.stale"] = self._stale
+        values["dropped.dds_lost"] = sum(self._dds_lost.values())
+        values.update({f"dds_lost.{side}": count for side, count in self._dds_lost.items()})
+        values["queries_waiting"] = self._waiters.waiting
         problems = self._warnings.counts()
         values["malformed_total"] = sum(
             count for key, count in problems.items() if not key.startswith("box_")

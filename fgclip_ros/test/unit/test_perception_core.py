@@ -184,3 +184,35 @@ def test_close_releases_the_model_from_gpu_memory(tmp_path):
     engine.close()
     gc.collect()
     assert loaded - torch.cuda.memory_allocated() >= weight_bytes
+
+
+def test_frames_are_processed_while_a_query_set_is_being_encoded(engine):
+    # A 4,096-query set takes seconds to encode; frames must not wait for it (they use the old set).
+    image, boxes, _ = two_colour_scene()
+    encoder = engine.pipeline.encoder
+    original = encoder.encode_texts
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_encode(prompts):
+        entered.set()
+        release.wait(30)
+        return original(prompts)
+
+    encoder.encode_texts = slow_encode
+    setter = threading.Thread(target=engine.set_queries, args=([BLUE_QUERY, RED_QUERY, "a green object"],))
+    try:
+        setter.start()
+        assert entered.wait(30)
+        outputs = []
+        boxes = np.array(boxes, np.float64)
+        frame = threading.Thread(target=lambda: outputs.append(engine.process(image, boxes)))
+        frame.start()
+        frame.join(timeout=20)
+        assert outputs, "a frame waited for the query encoding"
+        assert outputs[0].queries == [RED_QUERY, BLUE_QUERY]
+    finally:
+        release.set()
+        setter.join(timeout=30)
+        encoder.encode_texts = original
+    assert engine.queries == [BLUE_QUERY, RED_QUERY, "a green object"]
+    engine.set_queries([RED_QUERY, BLUE_QUERY])

@@ -1,0 +1,383 @@
+# Copyright 2026 The fgclip_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""The node under hostile input: nothing a sender publishes or calls stops it, stalls it or goes uncounted.
+
+One node process for the module (the known-answer model of graph_harness); each test sends one
+family of bad input, then checks that good frames still get the known answer and that /diagnostics
+counted what was sent. The last test mixes every family in a few thousand messages.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("fgclip_msgs.msg")
+
+from graph_harness import (  # noqa: E402
+    BLUE_QUERY,
+    RED_QUERY,
+    GraphClient,
+    NodeProcess,
+    build_known_answer_model,
+    graph_domain_id,
+    isolated_env,
+    make_detections,
+    make_image,
+    two_colour_scene,
+    wait_until,
+    write_params,
+)
+from hostile import jpeg_declaring, png_bomb, png_header_only  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from sensor_msgs.msg import CompressedImage  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+from test_node_graph import STARTUP_TIMEOUT_S, Graph, stamp_ns  # noqa: E402
+
+from fgclip_msgs.srv import Query  # noqa: E402
+from fgclip_ros.ros.private_graph import private_graph_env  # noqa: E402
+
+S = 1_000_000_000
+KNOWN_ANSWER = [RED_QUERY, BLUE_QUERY]
+
+
+def start_node(folder, name: str, **overrides):
+    manifest = build_known_answer_model(folder / "model")
+    params = write_params(folder / f"{name}.yaml", manifest, **overrides)
+    return manifest, NodeProcess(
+        ["--params-file", str(params)], isolated_env(graph_domain_id()), folder / f"{name}.log"
+    )
+
+
+def wait_active(graph: Graph) -> None:
+    def active():
+        if not graph.node.alive():
+            raise AssertionError(graph.failure("the node process exited during start-up"))
+        try:
+            return graph.client.lifecycle_state(timeout_s=2.0) == "active"
+        except TimeoutError:
+            return False
+
+    wait_until(active, STARTUP_TIMEOUT_S, interval_s=0.5, what="the node to become active")
+    for publisher in (graph.image_pub, graph.detections_pub, graph.queries_pub):
+        GraphClient.wait_for_subscribers(publisher)
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hostile")
+    domain = graph_domain_id()
+    with private_graph_env(domain):
+        manifest, node = start_node(folder, "node")
+        client = None
+        try:
+            client = GraphClient(domain)
+            graph = Graph(node, client, folder, manifest, domain)
+            wait_active(graph)
+            yield graph
+        finally:
+            if client is not None:
+                client.close()
+                if getattr(graph, "compressed_client", None) is not None:
+                    graph.compressed_client.close()
+            node.stop()
+
+
+def counter(values: dict, key: str) -> int:
+    return int(values.get(key, 0))
+
+
+def assert_known_answer(graph: Graph) -> None:
+    assert graph.node.alive(), graph.failure("the node process died")
+    _, fine = graph.good_frame()
+    assert [d.best_query for d in fine.detections] == KNOWN_ANSWER, graph.failure("wrong labels")
+
+
+def node_peak_rss_mb(graph: Graph) -> float:
+    status = open(f"/proc/{graph.node.process.pid}/status").read()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def set_transport(graph: Graph, transport: str) -> None:
+    assert graph.client.change_state(Transition.TRANSITION_DEACTIVATE)
+    assert graph.client.set_parameter("image_transport", transport).successful
+    assert graph.client.change_state(Transition.TRANSITION_ACTIVATE)
+    if transport == "compressed" and graph.compressed_pub is None:
+        # A second participant: Fast DDS allows one type per topic name and participant.
+        graph.compressed_client = GraphClient(graph.domain_id, "fgclip_hostile_compressed")
+        graph.compressed_pub = graph.compressed_client.publisher(CompressedImage, "/image")
+    GraphClient.wait_for_subscribers(graph.compressed_pub if transport == "compressed" else graph.image_pub)
+
+
+def compressed(payload: bytes, stamp: int, fmt: str = "jpeg") -> CompressedImage:
+    from graph_harness import make_header
+
+    msg = CompressedImage(header=make_header(stamp), format=fmt)
+    msg.data = payload
+    return msg
+
+
+# ----------------------------------------------------------------------------- 1 and 8: queries topic
+def test_nested_json_and_json_objects_on_queries_are_counted_drops(graph):
+    before = graph.diagnostics_values()
+    graph.queries_pub.publish(String(data="[" * 1000))
+    graph.queries_pub.publish(String(data="[" * 50_000))
+    graph.queries_pub.publish(String(data=json.dumps({"queries": [RED_QUERY]})))
+    values = graph.diagnostics_values(
+        lambda v: counter(v, "dropped.queries_bad_json") - counter(before, "dropped.queries_bad_json") >= 3
+    )
+    assert counter(values, "dropped.queries_bad_json") - counter(before, "dropped.queries_bad_json") == 3
+    assert graph.client.get_parameter("queries") == KNOWN_ANSWER
+    assert_known_answer(graph)
+
+
+# ----------------------------------------------------------------------------- 2 and 3: decoded size
+def test_image_bombs_are_dropped_before_decoding(graph):
+    normal_peak = node_peak_rss_mb(graph)
+    image, boxes, ids = two_colour_scene()
+    before = graph.diagnostics_values()
+    # Raw: the declared size alone is refused (data length matches a 9000 x 9000 mono8 frame: 81 MB).
+    stamp = graph.next_stamp()
+    raw = make_image(np.zeros((1, 1, 3), np.uint8), stamp)
+    raw.height, raw.width, raw.encoding, raw.step = 9000, 9000, "mono8", 9000
+    raw.data = bytes(9000 * 9000)
+    graph.publish_frame(raw, make_detections(boxes, stamp, ids))
+    set_transport(graph, "compressed")
+    try:
+        bombs = [jpeg_declaring(65500, 65500), png_header_only(30000, 30000), png_bomb(20000, 20000)]
+        for payload in bombs:
+            stamp = graph.next_stamp()
+            graph.publish_frame(compressed(payload, stamp), make_detections(boxes, stamp, ids))
+        values = graph.diagnostics_values(
+            lambda v: counter(v, "dropped.image_too_large") - counter(before, "dropped.image_too_large") >= 4
+        )
+        assert counter(values, "dropped.image_too_large") - counter(before, "dropped.image_too_large") == 4
+        _, fine = graph.roundtrip(
+            image, boxes, ids, make_image_msg=lambda img, s: compressed(png_of(img), s, "png")
+        )
+        assert [d.best_query for d in fine.detections] == KNOWN_ANSWER
+    finally:
+        set_transport(graph, "raw")
+    assert node_peak_rss_mb(graph) < normal_peak + 200 + 81, "a bomb raised the node's peak memory"
+    assert_known_answer(graph)
+
+
+def png_of(image_rgb) -> bytes:
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    return encoded.tobytes()
+
+
+# ----------------------------------------------------------------------------- 4: stamps
+def test_one_far_future_stamp_does_not_stop_the_output(graph):
+    image, boxes, ids = two_colour_scene()
+    graph.image_pub.publish(make_image(image, (2**31 - 1) * S))
+    time.sleep(0.2)
+    # Detections first: the node then has to keep them until their image arrives.
+    for _ in range(3):
+        stamp = graph.next_stamp()
+        graph.detections_pub.publish(make_detections(boxes, stamp, ids))
+        time.sleep(0.05)
+        graph.image_pub.publish(make_image(image, stamp))
+        try:
+            graph.client.wait_for_message("fine", lambda m, s=stamp: stamp_ns(m.header) == s, 10.0)
+        except TimeoutError:
+            continue
+        break
+    else:
+        raise AssertionError(graph.failure("no output after one far-future image stamp"))
+    assert_known_answer(graph)
+
+
+# ----------------------------------------------------------------------------- 5: waiting Query calls
+def test_a_hundred_waiting_queries_do_not_starve_the_node(graph):
+    results: list = []
+    lock = threading.Lock()
+
+    def ask(timeout_s: float):
+        request = Query.Request(wait_for_next_frame=True, timeout_s=timeout_s)
+        started = time.monotonic()
+        try:
+            answer = graph.client.call(Query, "/fgclip_perception/query", request, 60.0)
+        except TimeoutError as exc:
+            answer = exc
+        with lock:
+            results.append((answer, time.monotonic() - started))
+
+    # No frames arrive: every call waits; 1e30 s must be capped, not honoured.
+    callers = [threading.Thread(target=ask, args=(1e30 if k % 2 else 3.0,), daemon=True) for k in range(100)]
+    for caller in callers:
+        caller.start()
+    time.sleep(1.0)
+    # Lifecycle and parameter services, and frames, still work while the calls wait.
+    assert graph.client.lifecycle_state(timeout_s=5.0) == "active"
+    assert graph.client.set_parameter("min_score", 0.0, timeout_s=5.0).successful
+    assert_known_answer(graph)
+    for caller in callers:
+        caller.join(timeout=90)
+    assert len(results) == 100
+    failures = [r for r, _ in results if isinstance(r, TimeoutError)]
+    assert not failures, f"{len(failures)} calls got no answer: {failures[0]}"
+    for answer, _ in results:
+        assert answer.success or "timeout" in answer.message or "busy" in answer.message, answer.message
+
+
+# ----------------------------------------------------------------------------- 6: overload
+def test_every_paired_frame_is_processed_or_counted_stale(graph):
+    image, boxes, ids = two_colour_scene(640, 480)
+    start = graph.diagnostics_values()
+    last = None
+    for _ in range(60):  # as fast as the client can publish: more than the node takes
+        last = graph.next_stamp()
+        graph.publish_frame(make_image(image, last), make_detections(boxes, last, ids))
+    graph.client.wait_for_message("fine", lambda m: stamp_ns(m.header) == last, 30.0)
+
+    def settled(values):
+        paired = counter(values, "paired") - counter(start, "paired")
+        done = counter(values, "frames_processed") - counter(start, "frames_processed")
+        stale = counter(values, "dropped.stale") - counter(start, "dropped.stale")
+        return paired > 0 and paired == done + stale
+
+    values = graph.diagnostics_values(settled, timeout_s=20.0)
+    assert "dropped.stale" in values
+
+
+# ----------------------------------------------------------------------------- 8: model parameter
+def test_the_model_parameter_is_checked_when_set(graph):
+    refused = graph.client.set_parameter("model", "../../etc/passwd")
+    assert not refused.successful and "model" in refused.reason
+    values = graph.diagnostics_values()
+    assert values["model"] == "graph-test-tiny" and values.get("model_pending", "") == ""
+    accepted = graph.client.set_parameter("model", str(graph.manifest))
+    assert accepted.successful, accepted.reason
+    values = graph.diagnostics_values(lambda v: v.get("model_pending") == str(graph.manifest))
+    assert values["model"] == "graph-test-tiny"
+
+
+def test_a_4096_query_set_does_not_stall_frames_for_seconds(graph):
+    queries = KNOWN_ANSWER + [f"object number {i}" for i in range(4094)]
+    try:
+        graph.queries_pub.publish(String(data=json.dumps(queries)))
+        # While the set is encoded, frames keep being answered (with the old set or the new one).
+        _, fine = graph.good_frame()
+        assert [d.best_query for d in fine.detections] == KNOWN_ANSWER
+        wait_until(
+            lambda: len(graph.client.get_parameter("queries")) == 4096, 120.0, interval_s=0.5, what="4096"
+        )
+    finally:
+        graph.restore_queries()
+
+
+# ----------------------------------------------------------------------------- all of them at once
+def test_a_few_thousand_mixed_hostile_messages(graph):
+    rng = random.Random(0)
+    image, boxes, ids = two_colour_scene()
+    before = graph.diagnostics_values()
+    sent: dict[str, int] = {}
+
+    def bad_image(kind: str, stamp: int):
+        msg = make_image(image, stamp)
+        if kind == "image_bad_data_length":
+            msg.data = bytes(msg.data)[: rng.randrange(len(msg.data))]
+        elif kind == "image_unsupported_encoding":
+            msg.encoding = rng.choice(["yuv422", "bayer_rggb8", "32FC1", "", "RGB 8"])
+        elif kind == "image_bad_size":
+            msg.height, msg.width, msg.step, msg.data = 0, 0, 0, b""
+        elif kind == "image_too_large":
+            msg.height, msg.width, msg.step = 5000, 8000, 24000
+            msg.data = bytes(0)
+            msg.encoding = "rgb8"
+        return msg
+
+    queries = {
+        "queries_bad_json": lambda: rng.choice(
+            ["[" * rng.randrange(1000, 5000), '{"a": 1}', "[1, 2]", "[broken"]
+        ),
+        "queries_no_queries": lambda: rng.choice(["", "   \n  "]),
+        "queries_query_too_long": lambda: "z" * 2000,
+    }
+    image_kinds = ["image_bad_data_length", "image_unsupported_encoding", "image_bad_size", "image_too_large"]
+    deadline = time.monotonic() + 40.0
+    count = 0
+    while count < 3000 and time.monotonic() < deadline:
+        family = rng.random()
+        if family < 0.45:
+            kind = rng.choice(image_kinds)
+            stamp = graph.next_stamp()
+            graph.publish_frame(bad_image(kind, stamp), make_detections(boxes, stamp, ids))
+        elif family < 0.55:
+            kind = rng.choice(list(queries))
+            graph.queries_pub.publish(String(data=queries[kind]()))
+        elif family < 0.75:
+            kind = "boxes_rejected"
+            stamp = graph.next_stamp()
+            hostile = [(float("nan"), 0.0, 1.0, 1.0), (5.0, 5.0, 1.0, 1.0), (1e308, -1e308, 1e308, 1e308)]
+            graph.publish_frame(make_image(image, stamp), make_detections([boxes[0], *hostile], stamp))
+        else:
+            kind = "stamp"
+            graph.image_pub.publish(
+                make_image(image, rng.choice([0, (2**31 - 1) * S, graph.next_stamp() + 7]))
+            )
+        sent[kind] = sent.get(kind, 0) + 1
+        count += 1
+        if count % 200 == 0:
+            time.sleep(0.2)  # let the node drain: input QoS is best effort; losses are counted below
+    time.sleep(1.0)
+    assert graph.node.alive(), graph.failure("the node died under hostile input")
+    assert_known_answer(graph)
+
+    def delta(values, key):
+        return counter(values, key) - counter(before, key)
+
+    # Queries arrive reliably (reliable QoS): every bad one is counted under its reason.
+    values = graph.diagnostics_values(
+        lambda v: all(delta(v, f"dropped.{k}") >= sent.get(k, 0) for k in queries)
+    )
+    for kind in queries:
+        assert delta(values, f"dropped.{kind}") == sent.get(kind, 0), kind
+    # Images travel best effort: what did not reach the node is counted as lost, the rest by reason.
+    bad_images = sum(sent.get(k, 0) for k in image_kinds)
+    counted = sum(delta(values, f"dropped.{k}") for k in image_kinds)
+    lost = delta(values, "dropped.dds_lost") + delta(values, "dropped.stale")
+    assert counted >= 1 and counted + lost >= bad_images * 0.5, (sent, values)
+    assert delta(values, "malformed_total") >= counted + sum(sent.get(k, 0) for k in queries)
+    assert graph.client.get_parameter("queries") == KNOWN_ANSWER
+
+
+# ----------------------------------------------------------------------------- 7: signals
+@pytest.mark.parametrize(
+    "signals", [[signal.SIGTERM], [signal.SIGINT, signal.SIGINT]], ids=["term", "int-int"]
+)
+def test_signals_stop_the_node_promptly_and_cleanly(tmp_path, signals):
+    domain = graph_domain_id()
+    with private_graph_env(domain):
+        manifest, node = start_node(tmp_path, "signals")
+        client = GraphClient(domain)
+        try:
+            graph = Graph(node, client, tmp_path, manifest, domain)
+            wait_active(graph)
+        finally:
+            client.close()
+        node.process.send_signal(signals[0])
+        sent = time.monotonic()
+        for extra in signals[1:]:
+            time.sleep(0.05)  # the second Ctrl-C of a process group arrives during cleanup
+            node.process.send_signal(extra)
+        try:
+            code = node.process.wait(timeout=10)
+        finally:
+            took = time.monotonic() - sent
+            node.stop()
+    log = node.log_text()
+    assert code == 0, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    assert took < 4.0, f"took {took:.1f} s to exit (2 s expected; slack for a loaded machine)"
