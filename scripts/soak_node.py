@@ -45,6 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="input QoS of the node (default: the parameter file's)",
     )
+    parser.add_argument(
+        "--depth", type=int, default=None, help="qos.input.depth (default: the parameter file's)"
+    )
     parser.add_argument("--every-frame", action="store_true", help="processing.every_frame: true")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser.parse_args(argv)
@@ -93,6 +96,8 @@ def main(argv=None) -> int:
     params.setdefault("processing", {})["every_frame"] = bool(options.every_frame)
     if options.reliability:
         params["qos"]["input"]["reliability"] = options.reliability
+    if options.depth:
+        params["qos"]["input"]["depth"] = options.depth
     params_file = folder / "params.yaml"
     params_file.write_text(yaml.safe_dump(data))
     domain = domain_candidates(os.getpid())[0]
@@ -234,6 +239,7 @@ def run(
         "size": f"{options.width}x{options.height}",
         "model": options.model,
         "every_frame": options.every_frame,
+        "input_qos": f"{options.reliability or 'file default'}, depth {options.depth or 'file default'}",
         "frames_sent": sent,
         "outputs": int(lat.size),
         "output_rate_hz": round(lat.size / elapsed, 2),

@@ -21,6 +21,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip("rclpy")
 pytest.importorskip("fgclip_msgs.msg")
@@ -531,13 +532,19 @@ def test_lifecycle_transitions(graph):
     assert client.change_state(Transition.TRANSITION_CLEANUP)
     assert client.lifecycle_state() == "unconfigured"
 
-    # A model that does not exist: configure fails, the node stays unconfigured and says why.
-    missing = str(graph.folder / "no-such-model.yaml")
-    assert client.set_parameter("model", missing).successful
+    # A model that does not exist is refused when set; one whose weights are missing fails configure:
+    # the node stays unconfigured and says why.
+    refused = client.set_parameter("model", str(graph.folder / "no-such-model.yaml"))
+    assert not refused.successful and "no-such-model.yaml" in refused.reason
+    manifest = yaml.safe_load(graph.manifest.read_text())
+    manifest["weights"] = {"path": str(graph.folder / "missing-weights.pt")}
+    broken = graph.folder / "broken-model.yaml"
+    broken.write_text(yaml.safe_dump(manifest))
+    assert client.set_parameter("model", str(broken)).successful
     assert not client.change_state(Transition.TRANSITION_CONFIGURE)
     assert client.lifecycle_state() == "unconfigured"
     wait_until(
-        lambda: "configure failed" in graph.node.log(20000) and missing in graph.node.log(20000),
+        lambda: "configure failed" in graph.node.log(20000) and "missing-weights.pt" in graph.node.log(20000),
         10.0,
         what="the configure failure reason in the node log",
     )
