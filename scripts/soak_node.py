@@ -46,7 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="input QoS of the node (default: the parameter file's)",
     )
     parser.add_argument(
-        "--depth", type=int, default=None, help="qos.input.depth (default: the parameter file's)"
+        "--depth",
+        type=int,
+        default=None,
+        help="image/detections subscription depth (QoS override; default: sensor data, 5)",
     )
     parser.add_argument("--every-frame", action="store_true", help="processing.every_frame: true")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -94,10 +97,14 @@ def main(argv=None) -> int:
     params.update(model=options.model, device=options.device, autostart=True, warn_period_s=5.0)
     params["queries"] = ["a red object", "a blue object", "a green object"]
     params.setdefault("processing", {})["every_frame"] = bool(options.every_frame)
-    if options.reliability:
-        params["qos"]["input"]["reliability"] = options.reliability
-    if options.depth:
-        params["qos"]["input"]["depth"] = options.depth
+    for topic in ("/image", "/detections"):  # ROS 2's standard QoS overrides
+        subscription = (
+            params.setdefault("qos_overrides", {}).setdefault(topic, {}).setdefault("subscription", {})
+        )
+        if options.reliability:
+            subscription["reliability"] = options.reliability
+        if options.depth:
+            subscription["depth"] = options.depth
     params_file = folder / "params.yaml"
     params_file.write_text(yaml.safe_dump(data))
     domain = domain_candidates(os.getpid())[0]
@@ -239,7 +246,7 @@ def run(
         "size": f"{options.width}x{options.height}",
         "model": options.model,
         "every_frame": options.every_frame,
-        "input_qos": f"{options.reliability or 'file default'}, depth {options.depth or 'file default'}",
+        "input_qos": f"{options.reliability or 'best_effort'}, depth {options.depth or 5}",
         "frames_sent": sent,
         "outputs": int(lat.size),
         "output_rate_hz": round(lat.size / elapsed, 2),
