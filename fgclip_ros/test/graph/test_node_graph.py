@@ -420,6 +420,8 @@ def test_bad_inputs_are_dropped_counted_and_good_frames_still_answered(graph):
     short = make_image(image, stamp)
     short.data = bytes(short.data)[:-10]
     graph.publish_frame(short, make_detections(boxes, stamp, ids))
+    # One at a time: the node processes the newest pair, an older unprocessed one counts as stale.
+    graph.diagnostics_values(lambda v: int(v.get("dropped.image_bad_data_length", 0)) >= 1)
     # 2. an encoding the node does not support
     stamp = graph.next_stamp()
     yuv = make_image(image, stamp)

@@ -43,7 +43,7 @@ from hostile import jpeg_declaring, png_bomb, png_header_only  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
-from test_node_graph import STARTUP_TIMEOUT_S, Graph, stamp_ns  # noqa: E402
+from test_node_graph import IMAGE_TOPIC, STARTUP_TIMEOUT_S, Graph, stamp_ns  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from fgclip_msgs.srv import Query  # noqa: E402
@@ -56,7 +56,8 @@ KNOWN_ANSWER = [RED_QUERY, BLUE_QUERY]
 def start_node(folder, name: str, domain: int, **overrides):
     manifest = build_known_answer_model(folder / "model")
     params = write_params(folder / f"{name}.yaml", manifest, **overrides)
-    return manifest, NodeProcess(["--params-file", str(params)], isolated_env(domain), folder / f"{name}.log")
+    args = ["--params-file", str(params), "--image-topic", IMAGE_TOPIC]
+    return manifest, NodeProcess(args, isolated_env(domain), folder / f"{name}.log")
 
 
 def wait_active(graph: Graph) -> None:
@@ -79,8 +80,8 @@ def graph(tmp_path_factory):
     domain = graph_domain_id()
     with private_graph_env(domain):
         reliable = {
-            f"qos_overrides./{topic}.subscription.{policy}": value
-            for topic in ("image", "image/compressed", "detections")
+            f"qos_overrides.{topic}.subscription.{policy}": value
+            for topic in (IMAGE_TOPIC, f"{IMAGE_TOPIC}/compressed", "/detections")
             for policy, value in (("reliability", "reliable"), ("depth", 1000))
         }
         manifest, node = start_node(folder, "node", domain, **reliable)
@@ -130,7 +131,7 @@ def set_transport(graph: Graph, transport: str) -> None:
     if transport == "compressed" and graph.compressed_pub is None:
         # A second participant: Fast DDS allows one type per topic name and participant.
         graph.compressed_client = GraphClient(graph.domain_id, "fgclip_hostile_compressed")
-        graph.compressed_pub = graph.compressed_client.publisher(CompressedImage, "/image/compressed")
+        graph.compressed_pub = graph.compressed_client.publisher(CompressedImage, f"{IMAGE_TOPIC}/compressed")
     GraphClient.wait_for_subscribers(graph.compressed_pub if transport == "compressed" else graph.image_pub)
 
 
@@ -333,7 +334,7 @@ def test_a_few_thousand_mixed_hostile_messages(graph):
     }
     image_kinds = ["image_bad_data_length", "image_unsupported_encoding", "image_bad_size", "image_too_large"]
     # Deep publisher histories: a reliable writer overwrites unacknowledged samples beyond its depth.
-    image_pub = graph.client.publisher(Image, "/image", depth=5000)
+    image_pub = graph.client.publisher(Image, IMAGE_TOPIC, depth=5000)
     detections_pub = graph.client.publisher(Detection2DArray, "/detections", depth=5000)
     queries_pub = graph.client.publisher(String, "/queries", depth=5000)
     for publisher in (image_pub, detections_pub, queries_pub):
