@@ -97,14 +97,10 @@ def main(argv=None) -> int:
     params.update(model=options.model, device=options.device, autostart=True, warn_period_s=5.0)
     params["queries"] = ["a red object", "a blue object", "a green object"]
     params.setdefault("processing", {})["every_frame"] = bool(options.every_frame)
-    for topic in ("/image", "/detections"):  # ROS 2's standard QoS overrides
-        subscription = (
-            params.setdefault("qos_overrides", {}).setdefault(topic, {}).setdefault("subscription", {})
-        )
-        if options.reliability:
-            subscription["reliability"] = options.reliability
-        if options.depth:
-            subscription["depth"] = options.depth
+    overrides = {"reliability": options.reliability, "depth": options.depth}
+    overrides = {policy: value for policy, value in overrides.items() if value}
+    for topic in ("/image", "/detections") if overrides else ():  # ROS 2's standard QoS overrides
+        params.setdefault("qos_overrides", {})[topic] = {"subscription": dict(overrides)}
     params_file = folder / "params.yaml"
     params_file.write_text(yaml.safe_dump(data))
     domain = domain_candidates(os.getpid())[0]
