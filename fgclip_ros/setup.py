@@ -54,24 +54,23 @@ def data_files() -> list[tuple[str, list[str]]]:
     return entries
 
 
-# One module per console script: fgclip_ros.cli.<name with underscores>:main. Modules that later
-# issues bring are listed already, so that every install has the same set of commands.
+# One module per console script: fgclip_ros.cli.<name with underscores>:main.
 CONSOLE_SCRIPTS = [
-    "fgclip-match",  # score boxes of one image against queries, no ROS (issue 2)
-    "fgclip-perception",  # the perception node with its parameter file, pip world bringup (issue 3)
-    "fgclip-query",  # Query service client, table or --json (issue 3)
-    "fgclip-make-fgovd",  # write the synthetic FG-OVD-format benchmark (issue 4)
-    "fgclip-eval-fgovd",  # FG-OVD benchmark evaluation (issue 4)
-    "fgclip-train-base",  # train the project's small base model (issue 4)
-    "fgclip-train-reprojection",  # train re-projection heads (issue 4)
-    "fgclip-export",  # ONNX export with folded heads (issue 5)
-    "fgclip-bench",  # latency/throughput benchmark (issue 5)
+    "fgclip-match",  # score boxes of one image against queries, no ROS
+    "fgclip-perception",  # the perception node with its parameter file, pip world bringup
+    "fgclip-query",  # Query service client, table or --json
+    "fgclip-make-fgovd",  # write the synthetic FG-OVD-format benchmark
+    "fgclip-eval-fgovd",  # FG-OVD benchmark evaluation
+    "fgclip-train-base",  # train the project's small base model
+    "fgclip-train-reprojection",  # train re-projection heads
+    "fgclip-export",  # ONNX export with folded heads
+    "fgclip-bench",  # latency/throughput benchmark
     "fgclip-bench-node",  # the node end to end in a private graph: rate, latency, ROS overhead
-    "fgclip-eval-bag",  # evaluate the node on a recorded bag (issue 6)
+    "fgclip-eval-bag",  # evaluate the node on a recorded bag
     "fgclip-eval-bags",  # evaluate many bags in one report, in-process or on Ray
-    "fgclip-make-sample-bag",  # write the bundled sample bag (issue 6)
+    "fgclip-make-sample-bag",  # write the bundled sample bag
     "fgclip-play-bag",  # replay a rosbag2 into the graph (the pip world has no `ros2 bag play`)
-    "fgclip-demo",  # the main job: node + sample bag replay + queries + report (issue 6)
+    "fgclip-demo",  # the main job: node + sample bag replay + queries + report
 ]
 
 setup(

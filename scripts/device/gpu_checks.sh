@@ -2,18 +2,20 @@
 # Copyright 2026 The fgclip_ros authors
 # SPDX-License-Identifier: Apache-2.0
 #
-# The GPU checks of issue 5, as ONE script for one device session (about 3 minutes; up to 8 with EXTRA_RUNS=1):
+# The GPU checks, as one script on one CUDA GPU (about 3 minutes; up to 8 with EXTRA_RUNS=1):
 #   1. the CUDA tests (test_crops.py, test_gpu_path.py, test_pipeline.py, test_perception_core.py: CUDA ones
 #      run, CPU ones too; a test stuck for 90 s dumps every thread's stack, the whole run is killed at 180 s);
 #   2. fgclip-bench on ViT-B/16 with random weights: fp16, 64 queries, N = 1, 4, 16, 64 boxes,
 #      bulk 128 / 512, with each N's frame timeline (host and GPU marks) and torch.profiler op tables
 #      (a Chrome trace for N = 16); then N = 16 again (repeatability), a bf16 run (N = 16, bulk 512)
 #      and an experiment: the tower compiled with torch.compile at N = 16 (EXTRA_RUNS=0 skips these three).
-# Results land in $OUT, 8 files at most (what the device tool brings back): env.txt, pytest.log,
+# Needs: one CUDA GPU, Python with torch/torchvision/onnxruntime/pytest (PYTHON, default python3),
+# open_clip installed or its wheels in .whl/, and this repository as the working directory.
+# Results land in $OUT, 8 files at most: env.txt, pytest.log,
 # bench.log (log lines, and the tables of the extra runs), bench_fp16.txt/.json/.png, profile.txt,
 # trace_N16.json; the fp16 table and its timelines are printed last.
 #
-# Run from the repository root with the open_clip wheels in .whl/ (carry [".whl"]):
+# Run from the repository root:
 #   bash scripts/device/gpu_checks.sh
 # Without CUDA (e.g. here, with PYTHON=.venv/bin/python) the CUDA tests skip and the benchmark runs
 # small on the CPU with the project's small fgsynth architecture, so the script is checked end to end.

@@ -2,10 +2,11 @@
 # Copyright 2026 The fgclip_ros authors
 # SPDX-License-Identifier: Apache-2.0
 #
-# One device session, all GPU work of this change: train fgsynth (TRAIN_SECONDS), then the GPU
-# checks and H100 benchmarks. The device returns at most 8 files: $OUT gets the weights, an
-# archive of the training logs, and the six files of the GPU checks in $OUT/gpu/.
-#   run(command="bash scripts/device/session.sh", carry=[".whl"], timeout_s=480)
+# All GPU work in one run (about 8 minutes): train fgsynth (TRAIN_SECONDS), then the GPU checks and
+# benchmarks. Needs what train_fgsynth.sh and gpu_checks.sh need (one CUDA GPU, Python with torch,
+# open_clip or its wheels in .whl/). Writes 8 files: $OUT gets the weights, an archive of the
+# training logs, and the six files of the GPU checks in $OUT/gpu/.
+#   bash scripts/device/session.sh
 set -u
 work=/tmp/fgclip_session
 mkdir -p "$work/train" "${OUT:=/tmp/fgclip_out}"
@@ -16,7 +17,7 @@ tail -n 12 "$work/train/run.log"
 cp "$work/train/fgsynth.safetensors" "$OUT/" 2>/dev/null
 rm -f "$work/train/"*.safetensors
 tar czf "$OUT/train.tgz" -C "$work" train
-# Six files straight into $OUT/gpu (the device returns at most eight): no repeat / bf16 runs.
+# Six files straight into $OUT/gpu (eight in all): no repeat / bf16 runs.
 OUT="$OUT/gpu" EXTRA_RUNS=0 bash scripts/device/gpu_checks.sh
 gpu_status=$?
 echo "session: train exit $train_status, gpu checks exit $gpu_status"

@@ -2,7 +2,7 @@
 # Copyright 2026 The fgclip_ros authors
 # SPDX-License-Identifier: Apache-2.0
 #
-# Train the embedded model fgsynth (issue 4) in ONE device session, about 4-5 minutes in all:
+# Train the embedded model fgsynth on one CUDA GPU, about 4-5 minutes in all:
 #   1. fgsynth: biased web-style captions, TRAIN_SECONDS of training (default 150 s) on one GPU,
 #      with render workers on all CPU cores but one; held-out metrics every 60 s and at the end
 #      (linear probes per attribute family + cosine hard-negative ranks);
@@ -14,7 +14,7 @@
 # fgsynth_train_log.json, fgsynth-fullcap.safetensors, fgsynth-fullcap_train_log.json, summary.json,
 # run.log. Weights are saved after every evaluation too, so a run cut short still leaves a model.
 #
-# Run from the repository root with the open_clip wheels in .whl/ (carry [".whl"]):
+# Needs one CUDA GPU, Python with torch and open_clip (or open_clip's wheels in .whl/). From the repository root:
 #   bash scripts/device/train_fgsynth.sh
 # Here on the CPU (a check of the whole script, tiny budget):
 #   ALLOW_CPU=1 PYTHON=.venv/bin/python OUT=/tmp/out TRAIN_SECONDS=20 REF_SECONDS=8 BATCH=64 POOL=2048 \
