@@ -27,12 +27,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from fgclip_ros.core.device import resolve_device
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.core.matcher import match
 from fgclip_ros.core.prompts import prompts
@@ -750,10 +751,7 @@ def summarise(rows: list[Row], config: BenchConfig) -> dict:
 
 def run_bench(config: BenchConfig) -> BenchResult:
     """Run the configured measurements; see the module docstring."""
-    if config.device.startswith("cuda") and not torch.cuda.is_available():
-        raise FgclipError(
-            f"device {config.device} asked for, but torch sees no CUDA device; use --device cpu"
-        )
+    config = replace(config, device=resolve_device(config.device))
     return _Bench(config).run()
 
 

@@ -16,6 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
+from fgclip_ros.core.device import DEVICE_HELP
 from fgclip_ros.core.errors import FgclipError
 
 EXIT_USER_ERROR = 2
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="open_clip model-config JSON defining --arch (e.g. models/fgsynth/fgsynth.json)",
     )
     parser.add_argument("--random-weights", action="store_true", help="random weights + random linear heads")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: %(default)s)")
     parser.add_argument(
         "--dtype",
         default="fp16",

@@ -23,22 +23,7 @@ from pathlib import Path
 from fgclip_ros.cli._common import run_main
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.export.deploy import BACKENDS, DEFAULT_INTRA_OP_THREADS, QUANTIZE_MODES
-
-
-def node_defaults() -> dict:
-    """The node's parameters from config/perception.yaml ({} when the file is not found)."""
-    import yaml
-
-    from fgclip_ros.core.paths import config_dir
-
-    path = config_dir() / "perception.yaml"
-    if not path.is_file():
-        return {}
-    doc = yaml.safe_load(path.read_text()) or {}
-    for section in doc.values():
-        if isinstance(section, dict) and "ros__parameters" in section:
-            return section["ros__parameters"] or {}
-    return {}
+from fgclip_ros.ros.param_file import installed_node_params, nested
 
 
 def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
@@ -64,8 +49,7 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, defaults: dict | N
 
     Returns the "output" argument group, for the options that differ between the two commands.
     """
-    d = defaults if defaults is not None else node_defaults()
-    sync = d.get("sync") or {}
+    d = defaults if defaults is not None else installed_node_params()
     topics = parser.add_argument_group("topics")
     topics.add_argument(
         "--image-topic",
@@ -85,7 +69,7 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, defaults: dict | N
     topics.add_argument(
         "--tolerance",
         type=float,
-        default=float(sync.get("tolerance_s", 0.0)),
+        default=float(nested(d, "sync.tolerance_s", 0.0)),
         metavar="S",
         help="pair image and detections whose stamps differ by <= S seconds (default: %(default)s)",
     )
@@ -241,16 +225,11 @@ def model_spec(args, device: str | None = None):
 
     `device`: already resolved (fgclip-eval-bags on a cluster); else --device, checked here.
     """
-    from fgclip_ros.core.perception import resolve_device
+    from fgclip_ros.core.device import resolve_device
     from fgclip_ros.evaluation.bag_set import ModelSpec
 
     if device is None:
         device = resolve_device(args.device)
-        if device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise FgclipError(f"--device {args.device}: CUDA is not available here; use --device cpu")
     return ModelSpec(
         args.model,
         backend=args.backend,

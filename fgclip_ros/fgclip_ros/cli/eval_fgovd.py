@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from fgclip_ros.cli._common import run_main
+from fgclip_ros.core.device import DEVICE_HELP, resolve_device
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.export.deploy import BACKENDS, QUANTIZE_MODES
 
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also evaluate the same encoder with identity heads (the cosine baseline)")
     parser.add_argument("--template", default=None,
                         help="prompt template with {} for each caption (default: the manifest's)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: %(default)s)")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--backend", default="auto", choices=BACKENDS,
                         help="auto: ONNX Runtime on the CPU (the PyTorch tower with --compare-cosine, whose "
@@ -124,7 +125,8 @@ def run(args, out=None) -> int:
         split_files = {s: split_files[s] for s in wanted}
     manifest = load_manifest(args.model)
     backend = "torch" if args.backend == "auto" and args.compare_cosine else args.backend
-    encoder = deployed_encoder(manifest, backend=backend, device=args.device, dtype=args.dtype,
+    device = resolve_device(args.device)
+    encoder = deployed_encoder(manifest, backend=backend, device=device, dtype=args.dtype,
                                quantize=args.quantize, progress=not args.no_progress).encoder
     variants = {}
     if encoder.projected:

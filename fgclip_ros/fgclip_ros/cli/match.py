@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 from fgclip_ros.cli._common import run_main
+from fgclip_ros.core.device import DEVICE_HELP, resolve_device
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.export.deploy import BACKENDS, QUANTIZE_MODES
 
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="query text, repeatable (one table column each)")
     parser.add_argument("--template", default=None,
                         help="prompt template with {} for the query (default: the manifest's)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: %(default)s)")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--backend", default="auto", choices=BACKENDS,
                         help="auto: ONNX Runtime on the CPU, graphs exported on first use "
@@ -164,16 +165,11 @@ def run(args, out=None) -> int:
     from fgclip_ros.export.deploy import deployed_pipeline
 
     out = out or sys.stdout
-    if args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise FgclipError(f"--device {args.device}: CUDA is not available here; use --device cpu")
     image = _read_image(args.image)
     height, width = image.shape[:2]
     boxes = np.array(args.box or [(0.0, 0.0, float(width), float(height))], dtype=np.float64)
-    pipeline = deployed_pipeline(args.model, backend=args.backend, device=args.device, dtype=args.dtype,
-                                 quantize=args.quantize, context_scale=args.context_scale)
+    pipeline = deployed_pipeline(args.model, backend=args.backend, device=resolve_device(args.device),
+                                 dtype=args.dtype, quantize=args.quantize, context_scale=args.context_scale)
     try:
         pipeline.set_queries(args.query, template=args.template)
     except ValueError as exc:  # a malformed --template

@@ -71,13 +71,6 @@ class _LatestFrame:
     reasons: dict[int, str]
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a CUDA device is usable, else ``cpu``; anything else unchanged."""
-    if device.strip().lower() == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device.strip()
-
-
 def build_results(
     match_result: MatchResult, valid: np.ndarray, reasons: dict[int, str], queries: list[str]
 ) -> list[DetectionResult]:

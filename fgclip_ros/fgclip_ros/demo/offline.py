@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from fgclip_ros.bags.ground_truth import FrameTruth, ObjectTruth
 from fgclip_ros.bags.messages import LabelledDetection
@@ -31,27 +30,7 @@ from fgclip_ros.evaluation import bag_metrics
 from fgclip_ros.evaluation.bag_metrics import DetectionRecord, QueryJudge
 from fgclip_ros.evaluation.bag_report import json_default
 from fgclip_ros.evaluation.ranks import positive_rank
-
-
-# ----------------------------------------------------------------------------- node parameters
-def read_node_params(params_file: Path, node_name: str = "fgclip_perception") -> dict:
-    """The parameters a node named `node_name` gets from a ROS parameter YAML ('/**' first, then its own)."""
-    data = yaml.safe_load(Path(params_file).read_text(encoding="utf-8")) or {}
-    params: dict = {}
-    for key in ("/**", node_name, f"/{node_name}"):
-        section = (data.get(key) or {}).get("ros__parameters") or {}
-        params.update(section)
-    return params
-
-
-def nested(params: dict, dotted: str, default=None):
-    """`params["sync"]["tolerance_s"]` for "sync.tolerance_s" (the YAML nests dotted names)."""
-    node = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
+from fgclip_ros.ros.param_file import nested
 
 
 # ----------------------------------------------------------------------------- queries
@@ -258,7 +237,7 @@ def offline_evaluation(
     Writes its report into `out_dir`; returns its accuracy on the frames the node answered, the
     per-detection comparison with the node, and the hard-negative ranking the node cannot give.
     """
-    from fgclip_ros.core.perception import resolve_device
+    from fgclip_ros.core.device import resolve_device
     from fgclip_ros.evaluation.bag import EvalBagOptions, evaluate_bag
     from fgclip_ros.evaluation.bag_report import write_report
     from fgclip_ros.export.deploy import DEFAULT_INTRA_OP_THREADS, deployed_pipeline

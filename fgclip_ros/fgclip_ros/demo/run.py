@@ -32,6 +32,7 @@ from pathlib import Path
 
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.demo import offline as core_demo
+from fgclip_ros.ros.param_file import NODE_NAME, read_node_params
 from fgclip_ros.ros.private_graph import (
     DemoClient,
     NodeRunner,
@@ -41,7 +42,6 @@ from fgclip_ros.ros.private_graph import (
     wait_until,
 )
 
-NODE_NAME = "fgclip_perception"
 NODE = f"/{NODE_NAME}"
 QUERY_SERVICE = f"{NODE}/query"
 OUTPUT_TOPICS = {  # key -> topic of the node (no namespace; the debug image is private)
@@ -141,7 +141,7 @@ class _Run:
                 f"model {options.model!r}: {err} (pass --model with a manifest name from the package's "
                 "models/ folder or a path to a manifest .yaml)"
             ) from err
-        self.params = core_demo.read_node_params(self.params_file)
+        self.params = read_node_params(self.params_file)
         self.out.mkdir(parents=True, exist_ok=True)
         for name in OUTPUT_ENTRIES:  # only the demo's own files: --out may name a folder with other things
             path = self.out / name

@@ -55,7 +55,7 @@ class EvalBagOptions:
     ground_truth_topic: str = GROUND_TRUTH_TOPIC  # used when present in the bag
     queries: list[str] = field(default_factory=list)
     queries_from_ground_truth: bool = False
-    tolerance_s: float = 0.01  # max |image stamp - detections stamp| of a pair
+    tolerance_s: float = 0.0  # max |image stamp - detections stamp| of a pair (the node's sync.tolerance_s)
     sync_buffer: int = 100  # messages buffered per side while waiting for a partner
     min_score: float = 0.0  # as the node's min_score parameter
     max_detections: int = 100  # as the node's max_detections parameter (0 = all)
@@ -245,7 +245,7 @@ def evaluate_published(
     bag_path: str | Path,
     published: list,
     ground_truth_topic: str = GROUND_TRUTH_TOPIC,
-    tolerance_s: float = 0.01,
+    tolerance_s: float = 0.0,
     vocabulary: Vocabulary | None = None,
 ) -> tuple[dict, list[DetectionRecord]]:
     """Score FineGrainedDetections the node published for a bag's frames against the bag's ground truth.

@@ -35,20 +35,22 @@ from vision_msgs.msg import Detection2DArray
 
 from fgclip_msgs.msg import FineGrainedDetections
 from fgclip_msgs.srv import Query
+from fgclip_ros.core.device import resolve_device
+from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.core.frame_waiters import BUSY, CLOSED, TIMEOUT, FrameWaiters
 from fgclip_ros.core.image_codec import ImageDecodeError
 from fgclip_ros.core.latest_slot import LatestSlot
 from fgclip_ros.core.manifest import load_manifest
-from fgclip_ros.core.perception import PerceptionEngine, resolve_device
+from fgclip_ros.core.perception import PerceptionEngine
 from fgclip_ros.core.query_text import QueryError, parse_queries_text, validate_queries
 from fgclip_ros.core.rate_limit import CountedWarnings
 from fgclip_ros.core.stats import RateLatencyStats
 from fgclip_ros.core.sync import DETECTIONS, IMAGE, StampSync
 from fgclip_ros.ros import conversions, diagnostics
 from fgclip_ros.ros.callback_guard import CallbackGuard
+from fgclip_ros.ros.param_file import NODE_NAME
 from fgclip_ros.ros.params import NodeParams, attribute, check_value, declare_all, read_all
 
-NODE_NAME = "fgclip_perception"
 QUERY_SERVICE = "~/query"
 IMAGE_TOPIC, DETECTIONS_TOPIC, QUERIES_TOPIC = "image", "detections", "queries"  # relative: remap them
 DEBUG_IMAGE = "~/debug_image"
@@ -200,7 +202,12 @@ class PerceptionNode(LifecycleNode):
             self._last_error = bad_size
             self.get_logger().error(f"configure failed: {bad_size}")
             return _FAILURE
-        device = resolve_device(params.device)
+        try:
+            device = resolve_device(params.device)
+        except FgclipError as exc:
+            self._last_error = str(exc)
+            self.get_logger().error(f"configure failed: {exc}")
+            return _FAILURE
         started = time.perf_counter()
         try:
             pipeline = deployed_pipeline(

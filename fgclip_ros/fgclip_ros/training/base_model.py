@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fgclip_ros.core.device import resolve_device
 from fgclip_ros.core.paths import models_dir
 from fgclip_ros.training import data, probes
 
@@ -119,9 +120,7 @@ class BaseTrainResult:
 
 
 def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return torch.device(resolve_device(name))
 
 
 def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:

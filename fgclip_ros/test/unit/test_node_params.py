@@ -6,12 +6,12 @@ import ast
 from pathlib import Path
 
 import pytest
-import yaml
 
 pytest.importorskip("rclpy")
 
 from fgclip_ros.ros.bringup import build_parser, ros_arguments, split_ros_args  # noqa: E402
-from fgclip_ros.ros.params import SPECS, _descriptor, check_value  # noqa: E402
+from fgclip_ros.ros.param_file import read_node_params  # noqa: E402
+from fgclip_ros.ros.params import SPEC_BY_NAME, SPECS, _descriptor, check_value  # noqa: E402
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2]
 # docs/node.md's launch arguments; the pip bringup offers each as --<name with dashes>.
@@ -41,14 +41,28 @@ def flatten(mapping: dict, prefix: str = "") -> dict:
 
 
 def test_parameter_file_documents_exactly_the_declared_parameters():
-    data = yaml.safe_load((PACKAGE_DIR / "config" / "perception.yaml").read_text())
-    values = flatten(data["/**"]["ros__parameters"])
+    values = flatten(read_node_params(PACKAGE_DIR / "config" / "perception.yaml"))
     assert set(values) == {spec.name for spec in SPECS}
     for spec in SPECS:
         value = values[spec.name]
         # rclpy refuses an int for a double parameter: the file must write 1.0, not 1.
         assert type(value) is type(spec.default), spec.name
         assert check_value(spec.name, value) is None, spec.name
+
+
+def test_the_tools_default_to_the_nodes_parameters():
+    # One source per default: what the bag evaluator does when nobody says otherwise is what the node does.
+    from fgclip_ros.cli.eval_bag import build_parser as eval_bag_parser
+    from fgclip_ros.evaluation.bag import EvalBagOptions
+
+    options = EvalBagOptions()
+    assert options.tolerance_s == SPEC_BY_NAME["sync.tolerance_s"].default
+    assert options.min_score == SPEC_BY_NAME["min_score"].default
+    assert options.max_detections == SPEC_BY_NAME["max_detections"].default
+    args = eval_bag_parser({}).parse_args(["bag"])  # no parameter file: the node's code defaults
+    assert args.tolerance == SPEC_BY_NAME["sync.tolerance_s"].default
+    assert args.device == SPEC_BY_NAME["device"].default == "auto"
+    assert args.min_score == SPEC_BY_NAME["min_score"].default
 
 
 def test_every_parameter_has_a_description():
