@@ -55,8 +55,10 @@ def test_every_python_file_has_the_copyright_header():
     assert files, "no Python files found: the test looks in the wrong place"
     missing = []
     for path in files:
-        first_lines = tuple(path.read_text(encoding="utf-8").splitlines()[:2])
-        if first_lines != HEADER:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if lines and lines[0].startswith("#!"):  # an executable script's interpreter line comes first
+            lines = lines[1:]
+        if tuple(lines[:2]) != HEADER:
             missing.append(str(path.relative_to(REPO)))
     header = "\n".join(HEADER)
     assert not missing, f"these files do not start with\n{header}\n:\n" + "\n".join(missing)
