@@ -603,6 +603,27 @@ def test_bringup_exits_with_the_reason_when_configure_fails(tmp_path, problem):
     assert problem == "missing model" or str(missing) not in output
 
 
+def test_a_failed_first_use_export_fails_configure_with_one_line_naming_the_model(tmp_path):
+    manifest = build_known_answer_model(tmp_path / "model")
+    params = write_params(tmp_path / "params.yaml", manifest)  # backend auto: ONNX Runtime on the CPU
+    not_a_folder = tmp_path / "cache-file"
+    not_a_folder.write_text("")
+    env = isolated_env(graph_domain_id())
+    env["FGCLIP_ROS_CACHE"] = str(not_a_folder)  # the export cannot be written
+    run = subprocess.run(
+        [sys.executable, "-m", "fgclip_ros.cli.perception", "--params-file", str(params)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 1, output
+    failure = next(line for line in output.splitlines() if "configure failed" in line)
+    assert "model graph-test-tiny:" in failure and "fgclip-export --model graph-test-tiny" in failure
+    assert "torch:cpu" not in output  # no silent fallback to the PyTorch backend
+
+
 def test_bringup_refuses_a_missing_parameter_file(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "fgclip_ros.cli.perception", "--params-file", str(tmp_path / "nope.yaml")],
