@@ -16,10 +16,9 @@ import logging
 import sys
 from pathlib import Path
 
+from fgclip_ros.cli._common import run_main
 from fgclip_ros.core.device import DEVICE_HELP
 from fgclip_ros.core.errors import FgclipError
-
-EXIT_USER_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,11 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def run(args) -> int:
     if args.arch and not args.random_weights:
-        parser.error("--arch needs --random-weights (use --model for a manifest's weights)")
+        raise FgclipError("--arch needs --random-weights (use --model for a manifest's weights)")
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -151,11 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         compile_boxes=tuple(args.compile_boxes),
         compile_backend=args.compile_backend,
     )
-    try:
-        result = run_bench(config)
-    except FgclipError as exc:
-        print(f"fgclip-bench: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    result = run_bench(config)
     print(format_table(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -164,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         args.png.parent.mkdir(parents=True, exist_ok=True)
         save_png(result, args.png)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main("fgclip-bench", build_parser(), run, argv)
 
 
 if __name__ == "__main__":

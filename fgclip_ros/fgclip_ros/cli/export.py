@@ -16,10 +16,9 @@ import logging
 import sys
 from pathlib import Path
 
-from fgclip_ros.core.errors import FgclipError
+from fgclip_ros.cli._common import run_main
 
-EXIT_USER_ERROR = 2
-EXIT_VERIFICATION_FAILED = 3
+EXIT_VERIFICATION_FAILED = 3  # the graphs do not compute what PyTorch computes (after all dtypes ran)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,17 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     from fgclip_ros.core.manifest import load_manifest
     from fgclip_ros.export.onnx import ExportVerificationError, export_manifest
 
+    manifest = load_manifest(args.model)
+    out_dir = args.out if args.out is not None else Path("exports") / manifest.name
     try:
-        manifest = load_manifest(args.model)
-        out_dir = args.out if args.out is not None else Path("exports") / manifest.name
         # Progress: on unless --no-progress (tqdm itself stays off when stderr is not a terminal).
         results = export_manifest(
             manifest,
@@ -82,11 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             progress=False if args.no_progress else None,
         )
     except ExportVerificationError as exc:
-        print(f"fgclip-export: {exc}", file=sys.stderr)
+        print(f"fgclip-export: error: {exc}", file=sys.stderr)
         return EXIT_VERIFICATION_FAILED
-    except FgclipError as exc:
-        print(f"fgclip-export: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
     for result in results:
         checks = ", ".join(
             f"{c.tower} max|err| {c.max_abs_error:.2g} min cos {c.min_cosine:.7f}" for c in result.checks
@@ -95,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{result.dtype}: {result.manifest_path}  ({checks}; verified on {', '.join(result.providers)})"
         )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main("fgclip-export", build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
+from fgclip_ros.cli._common import run_main
 from fgclip_ros.training.base_model import BaseTrainConfig
 
 
@@ -34,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fgclip-train-base", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out-dir", required=True, help="where weights, config and logs are written")
+    parser.add_argument("--out", "--out-dir", dest="out_dir", required=True, metavar="DIR",
+                        help="folder for weights, config and logs")
     parser.add_argument(
         "--evaluate",
         metavar="WEIGHTS",
@@ -69,8 +71,7 @@ def evaluate_weights(cfg: BaseTrainConfig, weights: str) -> dict:
     return metrics
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args) -> int:
     # open_clip logs its model building at INFO on the root logger; keep only ours at INFO.
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout
@@ -97,6 +98,10 @@ def main(argv=None) -> int:
         f"log {result.log}"
     )
     return 0
+
+
+def main(argv=None) -> int:
+    return run_main("fgclip-train-base", build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from fgclip_ros.cli._common import run_main
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.training.reprojection import HeadTrainConfig
-
-EXIT_USER_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,15 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    """Parse once for --recipe, then again with that recipe's settings as the defaults."""
+def recipe_parser(argv=None) -> argparse.ArgumentParser:
+    """The parser with the --recipe in `argv` giving the defaults (parsed once for --recipe)."""
     from fgclip_ros.training.reprojection import PAPER_RECIPE
 
     parser = build_parser()
     known, _ = parser.parse_known_args(argv)
     if known.recipe == "paper":
         parser.set_defaults(**PAPER_RECIPE)
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return recipe_parser(argv).parse_args(argv)
 
 
 def detect_categories(spec: str, train_paths) -> list[str] | None:
@@ -233,15 +236,17 @@ def run(args) -> int:
     return 0 if log else 1
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def _run_with_logs(args) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("fgclip_ros").setLevel(logging.INFO)
     try:
         return run(args)
-    except (FgclipError, ValueError, KeyError) as error:
-        print(f"fgclip-train-reprojection: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    except (ValueError, KeyError) as error:  # a malformed config value or cache file
+        raise FgclipError(str(error)) from None
+
+
+def main(argv=None) -> int:
+    return run_main("fgclip-train-reprojection", recipe_parser(argv), _run_with_logs, argv)
 
 
 if __name__ == "__main__":
