@@ -13,6 +13,7 @@ import numpy as np
 from rosbags.typesys.store import Typestore
 
 from fgclip_ros.core.image_codec import decode_compressed, decode_raw
+from fgclip_ros.core.msg_fields import bbox_xyxy, center_size, stamp_ns
 from fgclip_ros.core.rejection import rejection_code
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -21,10 +22,6 @@ DETECTION_ARRAY = "vision_msgs/msg/Detection2DArray"
 FINE_GRAINED_DETECTIONS = "fgclip_msgs/msg/FineGrainedDetections"
 STRING = "std_msgs/msg/String"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
-
-
-def stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 def make_header(store: Typestore, stamp: int, frame_id: str):
@@ -87,9 +84,7 @@ class Detections:
 def detections_from_msg(msg) -> Detections:
     boxes, ids, class_ids, class_scores = [], [], [], []
     for det in msg.detections:
-        cx, cy = det.bbox.center.position.x, det.bbox.center.position.y
-        w, h = det.bbox.size_x, det.bbox.size_y
-        boxes.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+        boxes.append(bbox_xyxy(det.bbox))
         ids.append(det.id)
         top = det.results[0].hypothesis if len(det.results) else None
         class_ids.append(top.class_id if top else "")
@@ -105,10 +100,10 @@ def detections_from_msg(msg) -> Detections:
 
 
 def make_bbox(store: Typestore, box_xyxy) -> object:
-    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
-    point = store.types["vision_msgs/msg/Point2D"](x=(x1 + x2) / 2, y=(y1 + y2) / 2)
+    cx, cy, width, height = center_size(box_xyxy)
+    point = store.types["vision_msgs/msg/Point2D"](x=cx, y=cy)
     pose = store.types["vision_msgs/msg/Pose2D"](position=point, theta=0.0)
-    return store.types["vision_msgs/msg/BoundingBox2D"](center=pose, size_x=x2 - x1, size_y=y2 - y1)
+    return store.types["vision_msgs/msg/BoundingBox2D"](center=pose, size_x=width, size_y=height)
 
 
 def _pose_with_covariance(store: Typestore):
@@ -167,11 +162,9 @@ class LabelledDetection:
 
 def labelled_from_fine_grained(det) -> LabelledDetection:
     """A FineGrainedDetection (rosbags or rclpy message: same field names) as a LabelledDetection."""
-    cx, cy = det.bbox.center.position.x, det.bbox.center.position.y
-    w, h = det.bbox.size_x, det.bbox.size_y
     return LabelledDetection(
         id=det.id,
-        box_xyxy=(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2),
+        box_xyxy=bbox_xyxy(det.bbox),
         valid=bool(det.valid),
         rejected_reason=det.rejected_reason,
         best_index=int(det.best_index),

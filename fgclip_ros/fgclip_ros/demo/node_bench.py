@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-NODE_NAME = "fgclip_perception"
+from fgclip_ros.core.msg_fields import stamp_ns
+from fgclip_ros.ros.param_file import NODE_NAME
+
 NODE = f"/{NODE_NAME}"
 # The node's rate/latency window: shorter than each configuration's publishing time, so the
 # status read at its end holds that configuration's frames only.
@@ -143,7 +145,7 @@ class _Bench:
 
     def _on_output(self, msg) -> None:
         received = time.time_ns()
-        self.arrivals[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = received
+        self.arrivals[stamp_ns(msg.header)] = received
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:

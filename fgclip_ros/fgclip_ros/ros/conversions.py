@@ -12,11 +12,8 @@ from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithP
 
 from fgclip_msgs.msg import FineGrainedDetection, FineGrainedDetections
 from fgclip_ros.core.image_codec import DEFAULT_MAX_IMAGE_PIXELS, decode_compressed, decode_raw, encode_rgb8
+from fgclip_ros.core.msg_fields import bbox_xyxy, stamp_ns  # noqa: F401 - stamp_ns: the node calls it here
 from fgclip_ros.core.perception import DetectionResult, FrameOutput
-
-
-def stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 def image_to_rgb(msg: Image | CompressedImage, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
@@ -40,10 +37,7 @@ def detections_to_boxes(msg: Detection2DArray) -> np.ndarray:
     """
     boxes = np.empty((len(msg.detections), 4), np.float64)
     for row, detection in enumerate(msg.detections):
-        bbox = detection.bbox
-        cx, cy = bbox.center.position.x, bbox.center.position.y
-        half_w, half_h = bbox.size_x / 2.0, bbox.size_y / 2.0
-        boxes[row] = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+        boxes[row] = bbox_xyxy(detection.bbox)
     return boxes
 
 
