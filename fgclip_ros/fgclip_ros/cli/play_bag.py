@@ -51,6 +51,7 @@ def main(argv=None) -> int:
 
     from fgclip_ros.core.errors import FgclipError
     from fgclip_ros.ros.bag_player import BagPlayer
+    from fgclip_ros.ros.dds_profile import use_large_sample_profile
 
     try:
         remap = _parse_remaps(args.remap)
@@ -58,6 +59,7 @@ def main(argv=None) -> int:
         print(f"fgclip-play-bag: {error}", file=sys.stderr)
         return 2
     # Only ROS arguments reach rcl: it would read this tool's own `--remap A:=B` as a (deprecated) rule.
+    use_large_sample_profile()  # before the first participant: camera-sized images fit in shared memory
     rclpy.init(args=["fgclip-play-bag", "--ros-args", *ros_args] if ros_args else ["fgclip-play-bag"])
     node = rclpy.create_node("fgclip_bag_player")
     try:

@@ -124,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
+    from fgclip_ros.ros.dds_profile import use_large_sample_profile
     from fgclip_ros.ros.perception_node import PerceptionNode
 
+    use_large_sample_profile()  # before the first participant: camera-sized images fit in shared memory
     # rclpy installs SIGINT and SIGTERM handlers that shut the context down; spin() then returns/raises.
     rclpy.init(args=["fgclip-perception", *ros_arguments(options, params_file, user_ros_args)])
     node = None

@@ -25,6 +25,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from fgclip_ros.ros.dds_profile import use_large_sample_profile
+
 # Domain ids 1..101: 0 is everybody's default, and ids above 101 collide with ephemeral ports on Linux.
 MAX_SAFE_DOMAIN_ID = 101
 
@@ -48,7 +50,7 @@ def isolated_env(domain_id: int, base: dict[str, str] | None = None) -> dict[str
     env.pop("ROS_STATIC_PEERS", None)
     env["PYTHONUNBUFFERED"] = "1"
     env["RCUTILS_COLORIZED_OUTPUT"] = "0"
-    return env
+    return use_large_sample_profile(env)
 
 
 # Run before the bringup in the node's process: ask Linux to SIGTERM it when the demo dies (even
