@@ -23,7 +23,10 @@ import signal
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from fgclip_ros.cli._common import run_main
+from fgclip_ros.core.errors import FgclipError
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130  # a user error is 2 (run_main)
 MAX_TABLE_ROWS = 200
 
 
@@ -155,13 +158,12 @@ def print_report(report: dict, out_dir: Path, console=None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    command = shlex.join(["fgclip-demo", *argv])
+    return run_main("fgclip-demo", build_parser(), lambda args: run(args, command), argv)
 
-    from fgclip_ros.core.errors import FgclipError
+
+def run(args: argparse.Namespace, command: str) -> int:
+    """A DemoUsageError reaches run_main (exit 2); any other failure of the demo is exit 1."""
     from fgclip_ros.demo.run import DemoOptions, DemoUsageError, run_demo
 
     def terminate(signum, frame):  # SIGTERM like Ctrl-C: unwind, so the node is stopped
@@ -181,10 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         offline_check=not args.no_offline_check,
     )
     try:
-        report = run_demo(options, command=shlex.join(["fgclip-demo", *argv]))
+        report = run_demo(options, command=command)
+    except DemoUsageError:
+        raise
     except FgclipError as exc:
         print(f"fgclip-demo: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, DemoUsageError) else EXIT_FAILED
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("fgclip-demo: interrupted; the node was stopped", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -10,10 +10,15 @@ The pip world has no `ros2 bag play`; this publishes the bag's messages at their
 
 Arguments after --ros-args go to ROS (e.g. --ros-args --log-level debug); --remap here renames a
 bag topic, it is not a ROS remapping rule.
+
+Exit status: 0 played, 2 a user error (bad arguments, an unreadable bag), 130 interrupted.
 """
 
 import argparse
 import sys
+
+from fgclip_ros.cli._common import run_main
+from fgclip_ros.core.errors import FgclipError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,27 +42,26 @@ def _parse_remaps(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         source, sep, target = pair.partition(":=")
         if not sep or not source or not target:
-            raise ValueError(f"--remap {pair!r}: write FROM:=TO")
+            raise FgclipError(f"--remap {pair!r}: write FROM:=TO")
         remap[source] = target
     return remap
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     from fgclip_ros.ros.bringup import split_ros_args
 
     ours, ros_args = split_ros_args(list(sys.argv[1:] if argv is None else argv))
-    args = build_parser().parse_args(ours)
+    return run_main("fgclip-play-bag", build_parser(), lambda args: run(args, ros_args), ours)
+
+
+def run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    """Play the bag; an FgclipError (a bad --remap, an unreadable bag) reaches run_main (exit 2)."""
+    remap = _parse_remaps(args.remap)
     import rclpy
 
-    from fgclip_ros.core.errors import FgclipError
     from fgclip_ros.ros.bag_player import BagPlayer
     from fgclip_ros.ros.dds_profile import use_large_sample_profile
 
-    try:
-        remap = _parse_remaps(args.remap)
-    except ValueError as error:
-        print(f"fgclip-play-bag: {error}", file=sys.stderr)
-        return 2
     # Only ROS arguments reach rcl: it would read this tool's own `--remap A:=B` as a (deprecated) rule.
     use_large_sample_profile()  # before the first participant: camera-sized images fit in shared memory
     rclpy.init(args=["fgclip-play-bag", "--ros-args", *ros_args] if ros_args else ["fgclip-play-bag"])
@@ -69,9 +73,6 @@ def main(argv=None) -> int:
         sent = ", ".join(f"{topic} {count}" for topic, count in sorted(stats.published.items()))
         print(f"played {stats.bag_s:.1f} s of bag in {stats.wall_s:.1f} s: {sent}")
         return 0
-    except FgclipError as error:
-        print(f"fgclip-play-bag: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
     finally:

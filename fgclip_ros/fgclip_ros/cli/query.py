@@ -15,6 +15,8 @@ import json
 import math
 import sys
 
+from fgclip_ros.cli._common import run_main
+
 EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE = 0, 1, 2
 
 
@@ -91,16 +93,19 @@ def print_table(answer: dict, show_all: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    ros_args = argv[argv.index("--ros-args") :] if "--ros-args" in argv else []
-    ours = argv[: len(argv) - len(ros_args)] if ros_args else argv
-    options = build_parser().parse_args(ours)
+    from fgclip_ros.ros.bringup import split_ros_args
 
+    ours, ros_args = split_ros_args(list(sys.argv[1:] if argv is None else argv))
+    return run_main("fgclip-query", build_parser(), lambda options: run(options, ros_args), ours)
+
+
+def run(options: argparse.Namespace, ros_args: list[str]) -> int:
+    """Ask the node; no answer is EXIT_UNAVAILABLE, a refusal EXIT_REFUSED."""
     import rclpy
 
     from fgclip_ros.ros.query_client import QueryUnavailable, call_query, response_to_dict
 
-    rclpy.init(args=["fgclip-query", *ros_args])
+    rclpy.init(args=["fgclip-query", "--ros-args", *ros_args] if ros_args else ["fgclip-query"])
     node = rclpy.create_node("fgclip_query")
     try:
         response = call_query(

@@ -33,6 +33,8 @@ from fgclip_ros.cli._common import run_main
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.training.reprojection import HeadTrainConfig
 
+RECIPES = ("project", "paper")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -86,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument(
         "--recipe",
-        choices=("project", "paper"),
+        choices=RECIPES,
         default="project",
         help="defaults for the training settings: the project's or the paper's (default: %(default)s)",
     )
@@ -106,7 +108,13 @@ def recipe_parser(argv=None) -> argparse.ArgumentParser:
     from fgclip_ros.training.reprojection import PAPER_RECIPE
 
     parser = build_parser()
-    known, _ = parser.parse_known_args(argv)
+    # Only --recipe here: --help and bad arguments are for the full parser (in run_main) to answer.
+    recipe_only = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    recipe_only.add_argument("--recipe", choices=RECIPES, default="project")
+    try:
+        known, _ = recipe_only.parse_known_args(argv)
+    except argparse.ArgumentError:
+        return parser
     if known.recipe == "paper":
         parser.set_defaults(**PAPER_RECIPE)
     return parser

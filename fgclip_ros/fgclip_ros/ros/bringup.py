@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 from pathlib import Path
 
+from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.core.paths import config_dir
 from fgclip_ros.export.deploy import BACKENDS
 
 EXECUTOR_THREADS = 8  # frames + waiting Query calls + lifecycle/parameter services + diagnostics
-EXIT_OK, EXIT_CONFIGURE_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_CONFIGURE_FAILED = 0, 1  # a user error is 2 (cli._common.run_main)
 SHUTDOWN_TIMEOUT_S = 1.0  # executor threads still running a callback after this are not waited for
 
 
@@ -106,20 +106,14 @@ def ros_arguments(
     return args + user_ros_args
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    ours, user_ros_args = split_ros_args(argv)
-    options = build_parser().parse_args(ours)
+def run(options: argparse.Namespace, user_ros_args: list[str]) -> int:
+    """Run the node until it is stopped; `user_ros_args`: what followed --ros-args."""
     params_file = options.params_file
     # ros2 launch passes its parameter files after --ros-args; then the default file is not added.
     if params_file is None and "--params-file" not in user_ros_args:
         params_file = default_params_file()
     if params_file is not None and not params_file.is_file():
-        print(
-            f"fgclip-perception: parameter file {params_file} not found; give --params-file PATH",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        raise FgclipError(f"parameter file {params_file} not found; give --params-file PATH")
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
