@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """``fgclip-query``: ask the running perception node which detections match some queries.
 
-    fgclip-query "a transparent glass bottle" "a red ceramic mug" --wait --timeout 5
+    fgclip-query --query "a transparent glass bottle" --query "a red ceramic mug" --wait --timeout 5
     fgclip-query --json                     # the node's current queries, latest frame, as JSON
 
 Exit status: 0 answered, 1 the node answered with success=false (reason printed), 2 no answer.
@@ -28,7 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         epilog="Arguments after --ros-args go to ROS.",
     )
-    parser.add_argument("queries", nargs="*", help="query texts (none: the node's current query set)")
+    parser.add_argument(
+        "--query", action="append", default=[], metavar="TEXT",
+        help="a query, repeatable (none: the node's current query set)",
+    )
+    # The old spelling, queries as positional arguments, still accepted, not shown.
+    parser.add_argument("old_queries", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument(
         "--min-score", type=float, default=math.nan, help="match threshold (default: the node's min_score)"
     )
@@ -110,7 +115,7 @@ def run(options: argparse.Namespace, ros_args: list[str]) -> int:
     try:
         response = call_query(
             node,
-            options.queries,
+            options.query + options.old_queries,
             options.min_score,
             options.wait,
             options.timeout,

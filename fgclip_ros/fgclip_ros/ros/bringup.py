@@ -52,7 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="override 'device' (cpu, cuda, cuda:1, auto)")
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), help="override 'dtype'")
     parser.add_argument("--backend", choices=BACKENDS, help="override 'backend'")
-    parser.add_argument("--queries", nargs="+", metavar="QUERY", help="override the 'queries' parameter")
+    parser.add_argument(
+        "--query", action="append", default=[], metavar="TEXT",
+        help="a query, repeatable: together they override the 'queries' parameter",
+    )
+    # The old spelling `--queries Q1 Q2 ...`, still accepted, not shown.
+    parser.add_argument("--queries", nargs="+", default=[], dest="old_queries", help=argparse.SUPPRESS)
     parser.add_argument("--namespace", help="namespace of the node (e.g. robot1)")
     parser.add_argument(
         "--image-topic",
@@ -92,8 +97,9 @@ def ros_arguments(
     for name, value in overrides.items():
         if value is not None:
             args += ["-p", f"{name}:={json.dumps(value)}"]
-    if options.queries:
-        args += ["-p", f"queries:={json.dumps(options.queries, ensure_ascii=False)}"]
+    queries = options.query + options.old_queries
+    if queries:
+        args += ["-p", f"queries:={json.dumps(queries, ensure_ascii=False)}"]
     if options.no_autostart:
         args += ["-p", "autostart:=false"]
     if options.use_sim_time:

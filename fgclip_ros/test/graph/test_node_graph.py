@@ -502,7 +502,7 @@ def run_cli(graph, *args: str) -> subprocess.CompletedProcess:
 
 def test_fgclip_query_prints_json_and_a_table(graph):
     graph.good_frame()
-    as_json = run_cli(graph, "--json", RED_QUERY, BLUE_QUERY)
+    as_json = run_cli(graph, "--json", "--query", RED_QUERY, "--query", BLUE_QUERY)
     assert as_json.returncode == 0, as_json.stderr
     answer = json.loads(as_json.stdout)
     assert answer["success"] and answer["queries"] == [RED_QUERY, BLUE_QUERY]

@@ -101,12 +101,14 @@ def test_bringup_arguments():
     ours, ros = split_ros_args(["--model", "m", "--ros-args", "-r", "image:=/cam/image"])
     assert ours == ["--model", "m"] and ros == ["-r", "image:=/cam/image"]
     options = build_parser().parse_args(
-        ["--model", "m", "--queries", "a red mug", "赤い物体", "--no-autostart"]
+        ["--model", "m", "--query", "a red mug", "--query", "赤い物体", "--no-autostart"]
     )
     args = ros_arguments(options, Path("/p.yaml"), ros)
     assert args[:3] == ["--ros-args", "--params-file", "/p.yaml"]
     assert 'model:="m"' in args and "autostart:=false" in args
     assert 'queries:=["a red mug", "赤い物体"]' in args
+    old_spelling = build_parser().parse_args(["--queries", "a red mug", "赤い物体"])
+    assert 'queries:=["a red mug", "赤い物体"]' in ros_arguments(old_spelling, Path("/p.yaml"), [])
     assert args[-2:] == ["-r", "image:=/cam/image"]  # the user's ROS arguments come last and win
     # Under ros2 launch the parameter files arrive after --ros-args: no default file is added.
     assert ros_arguments(build_parser().parse_args([]), None, ["--params-file", "/l.yaml"]) == [
