@@ -75,12 +75,7 @@ def frame(width: int, height: int) -> tuple[np.ndarray, list[tuple[float, float,
 
 def main(argv=None) -> int:
     options = parse_args(argv)
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
-    from vision_msgs.msg import Detection2D, Detection2DArray
 
-    from fgclip_msgs.msg import FineGrainedDetections
     from fgclip_ros.ros.bringup import default_params_file
     from fgclip_ros.ros.private_graph import (
         DemoClient,
@@ -88,7 +83,6 @@ def main(argv=None) -> int:
         domain_candidates,
         isolated_env,
         private_graph_env,
-        wait_until,
     )
 
     folder = Path(tempfile.mkdtemp(prefix="fgclip-soak-"))
@@ -109,39 +103,22 @@ def main(argv=None) -> int:
         node = NodeRunner(["--params-file", str(params_file)], isolated_env(domain), folder / "node.log")
         client = DemoClient(domain, "fgclip_soak")
         try:
-            return run(
-                options,
-                node,
-                client,
-                Image,
-                Detection2D,
-                Detection2DArray,
-                FineGrainedDetections,
-                DiagnosticArray,
-                QoSProfile,
-                ReliabilityPolicy,
-                wait_until,
-            )
+            return run(options, node, client)
         finally:
             client.close()
             code = node.stop()
             print(f"node exit code {code}; log: {node.log_path}", file=sys.stderr)
 
 
-def run(
-    options,
-    node,
-    client,
-    Image,
-    Detection2D,
-    Detection2DArray,
-    FineGrainedDetections,
-    DiagnosticArray,
-    QoSProfile,
-    ReliabilityPolicy,
-    wait_until,
-) -> int:
+def run(options, node, client) -> int:
+    from diagnostic_msgs.msg import DiagnosticArray
     from lifecycle_msgs.srv import GetState
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2D, Detection2DArray
+
+    from fgclip_msgs.msg import FineGrainedDetections
+    from fgclip_ros.ros.private_graph import wait_until
 
     def active():
         if not node.alive():
