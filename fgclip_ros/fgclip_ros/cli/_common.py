@@ -1,15 +1,41 @@
 # Copyright 2026 The fgclip_ros authors
 # SPDX-License-Identifier: Apache-2.0
-"""What every console script shares: exit codes and the user-error boundary."""
+"""What every console script shares: exit codes, the user-error boundary, how --help states them."""
 
 import argparse
 import logging
 import sys
+import textwrap
 from collections.abc import Callable
 
 from fgclip_ros.core.errors import FgclipError
 
+EXIT_OK = 0
 EXIT_USER_ERROR = 2  # bad arguments, a missing or corrupt file: one line on stderr
+USER_ERROR = "a user error: bad arguments, a missing or unreadable file (one line on stderr)"
+HELP_WIDTH = 100
+
+
+def describe_io(parser: argparse.ArgumentParser, *, inputs: str, outputs: str, done: str = "done",
+                exit_codes: dict[int, str] | None = None) -> argparse.ArgumentParser:
+    """Add the "Inputs:", "Outputs:" and "Exit status:" sections every tool's --help ends with.
+
+    `done`: what exit status 0 means; `exit_codes`: the tool's own codes (they may say more about 2).
+    The description keeps its own line breaks (the epilog needs them), so a one-line description
+    is wrapped here.
+    """
+    codes = {EXIT_OK: done, EXIT_USER_ERROR: USER_ERROR, **(exit_codes or {})}
+    sections = [
+        "Inputs:", textwrap.indent(inputs.strip(), "  "),
+        "", "Outputs:", textwrap.indent(outputs.strip(), "  "),
+        "", "Exit status:", *(f"  {code:<3} {codes[code]}" for code in sorted(codes)),
+    ]
+    epilog = "\n".join(sections)
+    parser.epilog = f"{parser.epilog.strip()}\n\n{epilog}" if parser.epilog else epilog
+    if parser.formatter_class is argparse.HelpFormatter and parser.description:
+        parser.description = textwrap.fill(" ".join(parser.description.split()), HELP_WIDTH)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    return parser
 
 
 def show_info_logs() -> None:

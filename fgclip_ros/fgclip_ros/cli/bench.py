@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from fgclip_ros.cli._common import run_main
+from fgclip_ros.cli._common import describe_io, run_main
 from fgclip_ros.core.device import DEVICE_HELP
 from fgclip_ros.core.errors import FgclipError
 
@@ -108,7 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("-q", "--quiet", action="store_true", help="no log lines on stderr")
-    return parser
+    return describe_io(
+        parser,
+        inputs="--model: a manifest (weights, heads); or --arch [--model-config] with random weights.\n"
+        "The frame and its boxes are synthetic (1280x720).",
+        outputs="a table on stdout; --json FILE: the results; --png FILE: ms/frame per box count;\n"
+        "--profile DIR: DIR/profile.txt and a trace; --onnx-dir DIR: the ONNX export it measured",
+    )
 
 
 def run(args) -> int:

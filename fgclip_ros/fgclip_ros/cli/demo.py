@@ -10,9 +10,7 @@ Writes the sample bag, starts `fgclip-perception` (THE parameter file + override
 graph, sets fine-grained queries on the `queries` topic, replays the bag at its recorded rate,
 asks the Query service, prints what the node answered per object and writes annotated PNG frames
 and the evaluation report (report.json, summary.md) into the output folder. See docs/demo.md.
-
-Exit status: 0 done, 1 the demo failed (the reason on stderr, the node's log in the output
-folder), 2 bad arguments, 130 interrupted. The node is stopped in every case.
+The node is stopped in every case, also on failure and Ctrl-C.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
-from fgclip_ros.cli._common import run_main
+from fgclip_ros.cli._common import describe_io, run_main
 from fgclip_ros.core.errors import FgclipError
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130  # a user error is 2 (run_main)
@@ -71,7 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip running the offline evaluator (evaluate_bag) on the same bag for comparison",
     )
-    return parser
+    return describe_io(
+        parser,
+        inputs="--model: a manifest; --params-file: the node's parameter file; the sample bag (written here)",
+        outputs="in --out DIR: summary.md, report.json, frames/ (annotated and debug_image PNGs),\n"
+        "node_outputs/ (a bag of the node's outputs), node.log; the answers as tables on stdout",
+        exit_codes={
+            EXIT_FAILED: "the demo failed (the reason on stderr, the node's log in the output folder)",
+            EXIT_INTERRUPTED: "interrupted (Ctrl-C, SIGTERM)",
+        },
+    )
 
 
 def _console():

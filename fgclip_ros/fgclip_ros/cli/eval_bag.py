@@ -12,15 +12,14 @@ Examples:
 Topics default to the bag's only Image/CompressedImage and Detection2DArray topics. Model, device,
 min score, max detections, pairing tolerance and queries default to the node's parameter file
 (config/perception.yaml), so the numbers are what the node would publish. Writes report.json,
-detections.jsonl, summary.md and PNG plots into --out; prints the headline numbers. Bad bags and
-other user errors print one line on stderr and exit with status 2.
+detections.jsonl, summary.md and PNG plots into --out; prints the headline numbers.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-from fgclip_ros.cli._common import run_main
+from fgclip_ros.cli._common import describe_io, run_main
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.export.deploy import BACKENDS, DEFAULT_INTRA_OP_THREADS, QUANTIZE_MODES
 from fgclip_ros.ros.param_file import installed_node_params, nested
@@ -41,7 +40,14 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         help="also write a bag of the outputs (image, FineGrainedDetections, labelled Detection2DArray)",
     )
     output.add_argument("--write-bag-storage", choices=("mcap", "sqlite3"), default="mcap")
-    return parser
+    return describe_io(
+        parser,
+        inputs="BAG: a rosbag2 (image + Detection2DArray topics, ground truth when present);\n"
+        "queries (--query, --queries-file, --queries-from-ground-truth); the model of --model",
+        outputs="in --out DIR: report.json, detections.jsonl, summary.md, latency.png\n"
+        "(+ rank_histogram.png, confusion.png with attribute ground truth); --write-bag PATH: a bag\n"
+        "of the outputs; the headline numbers on stdout",
+    )
 
 
 def add_evaluation_arguments(parser: argparse.ArgumentParser, defaults: dict | None = None):

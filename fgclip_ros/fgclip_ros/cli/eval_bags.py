@@ -15,8 +15,7 @@ model files' sha256, queries, options); --force recomputes all.
 
 --workers 1 evaluates in this process; more start a local Ray runtime with that many workers, each
 holding the model once; --ray-address joins an existing cluster (bags and --out on storage every
-node sees). Exit status: 0 all bags evaluated, 1 some bag failed (its reason is in the report and
-the final table), 2 a user error (no bags, a bad option, a missing model file).
+node sees).
 """
 
 import argparse
@@ -25,25 +24,17 @@ import sys
 import time
 from pathlib import Path
 
-from fgclip_ros.cli._common import run_main
+from fgclip_ros.cli._common import describe_io, run_main
 from fgclip_ros.cli.eval_bag import add_evaluation_arguments, evaluation_options, model_spec
 from fgclip_ros.core.errors import FgclipError
 
 EXIT_SOME_FAILED = 1
-EPILOG = """\
-inputs: bag folders, .mcap/.db3 files, folders searched recursively, text files listing bags
-outputs (in --out): report.json, summary.md, accuracy.png, ranks.png, latency.png, counts.png;
-  bags/<bag>/: the bag's own report (as fgclip-eval-bag writes it) and result.json
-exit status: 0 every bag evaluated, 1 some bag failed (reason in the report), 2 a user error
-"""
 
 
 def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fgclip-eval-bags",
         description="Evaluate a set of bags: one report over all of them, per-bag reports beside it.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "inputs",
@@ -84,7 +75,16 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         metavar="N",
         help="CPU threads (and Ray CPUs) per worker (default: the cores shared out, at least 1)",
     )
-    return parser
+    return describe_io(
+        parser,
+        inputs="INPUT: bag folders, .mcap/.db3 files, folders searched recursively, text files\n"
+        "listing bags; queries and the model as in fgclip-eval-bag",
+        outputs="in --out DIR: report.json, summary.md, accuracy.png, ranks.png, latency.png, counts.png;\n"
+        "bags/<bag>/: the bag's own report (as fgclip-eval-bag writes it) and result.json;\n"
+        "a table per bag on stdout",
+        done="every bag evaluated",
+        exit_codes={EXIT_SOME_FAILED: "some bag failed (its reason is in the report and the table)"},
+    )
 
 
 def _cluster_device(args) -> str | None:

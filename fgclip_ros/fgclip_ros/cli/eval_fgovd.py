@@ -11,7 +11,6 @@ Examples:
         --compare-cosine
 
 Writes a JSON report (--out) and a bar chart next to it (same name, .png); prints a table.
-User errors print one line on stderr and exit with status 2.
 """
 
 import argparse
@@ -20,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from fgclip_ros.cli._common import run_main
+from fgclip_ros.cli._common import describe_io, run_main
 from fgclip_ros.core.device import DEVICE_HELP, resolve_device
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.export.deploy import BACKENDS, QUANTIZE_MODES
@@ -59,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="bar chart path (default: the --out path with .png; 'none' to skip)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("-q", "--quiet", action="store_true", help="no log lines on stderr")
-    return parser
+    return describe_io(
+        parser,
+        inputs="--model: a manifest; --benchmark: FG-OVD-format split JSON files\n"
+        "(and --images, their images)",
+        outputs="--out FILE: the JSON report; --plot FILE: a bar chart of the mean ranks; a table on stdout",
+    )
 
 
 def _variant_name(manifest) -> str:

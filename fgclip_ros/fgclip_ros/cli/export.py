@@ -7,8 +7,7 @@ Example:
     fgclip-match --model exports/openai-vit-b-16/openai-vit-b-16-onnx-fp32.yaml --backend onnx \
         --image desk.jpg --box 10,20,200,240 --query "red ceramic mug" --query "blue ceramic mug"
 Each dtype gets an image graph, a text graph and a manifest; the graphs are verified against the
-PyTorch model first (max |error|, min cosine) and an export that drifts is refused (exit status 3).
-User errors print one line on stderr and exit with status 2.
+PyTorch model first (max |error|, min cosine) and an export that drifts is refused.
 """
 
 import argparse
@@ -16,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from fgclip_ros.cli._common import run_main
+from fgclip_ros.cli._common import describe_io, run_main
 
 EXIT_VERIFICATION_FAILED = 3  # the graphs do not compute what PyTorch computes (after all dtypes ran)
 
@@ -57,7 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("-q", "--quiet", action="store_true", help="no log lines on stderr")
-    return parser
+    return describe_io(
+        parser,
+        inputs="--model: a manifest (its weights and re-projection heads)",
+        outputs="in --out DIR, per dtype: <model>-image-<dtype>.onnx, <model>-text-<dtype>.onnx and the\n"
+        "manifest <model>-onnx-<dtype>.yaml; one line per dtype on stdout (manifest, verification)",
+        exit_codes={EXIT_VERIFICATION_FAILED: "an exported graph does not compute what PyTorch computes"},
+    )
 
 
 def run(args) -> int:

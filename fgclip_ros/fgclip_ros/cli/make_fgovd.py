@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgclip_ros.cli._common import run_main
+from fgclip_ros.cli._common import describe_io, run_main
 from fgclip_ros.core.errors import FgclipError
 
 
@@ -39,7 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-objects", type=int, default=2)
     parser.add_argument("--max-objects", type=int, default=5)
     parser.add_argument("--no-progress", action="store_true")
-    return parser
+    return describe_io(
+        parser,
+        inputs="none: the scenes are rendered from the synthetic world (--set, --seed pick them)",
+        outputs="in --out DIR: images/*.png and <split>.json per split; or in --figures DIR:\n"
+        "synth-scene.png, synth-attributes.png; the files written on stdout",
+    )
 
 
 SCENE_SEEDS = (30_000_009, 30_000_012)  # two scenes of the test range, shown in docs/synthetic-world.md

@@ -9,7 +9,7 @@ Examples:
 
 Default output folder: $FGCLIP_ROS_CACHE/sample_bags (see docs/rosbag-evaluation.md), one bag per
 storage: fgclip_sample_mcap/ and fgclip_sample_sqlite3/. Existing bags are replaced only with
---force. User errors print one line on stderr and exit with status 2.
+--force.
 """
 
 import argparse
@@ -17,7 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from fgclip_ros.cli._common import run_main
+from fgclip_ros.cli._common import describe_io, run_main
 from fgclip_ros.core.errors import FgclipError
 
 STORAGES = ("mcap", "sqlite3")
@@ -88,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--force", action="store_true", help="replace an existing bag at the output path")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
+    return describe_io(
+        parser,
+        inputs="none: the scenes are rendered from the synthetic world (--seed picks them)",
+        outputs="a rosbag2 per storage: --out PATH, or <folder>/fgclip_sample_<storage>/ (camera images,\n"
+        "Detection2DArray, JSON ground truth); one line per bag on stdout",
+    )
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -6,7 +6,7 @@ Example:
     fgclip-match --model openai-vit-b-16 --image desk.jpg --box 10,20,200,240 --box 300,40,420,200 \
         --query "red ceramic mug" --query "blue ceramic mug"
 Without --box the whole image is one box. Prints a table (rich on a terminal, plain otherwise, or
---json). User errors print one line on stderr and exit with status 2.
+--json).
 """
 
 import argparse
@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from fgclip_ros.cli._common import run_main
+from fgclip_ros.cli._common import describe_io, run_main
 from fgclip_ros.core.device import DEVICE_HELP, resolve_device
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.export.deploy import BACKENDS, QUANTIZE_MODES
@@ -63,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="print JSON instead of a table")
     output.add_argument("--plain", action="store_true", help="plain-text table even on a terminal")
     parser.add_argument("-q", "--quiet", action="store_true", help="no log lines on stderr")
-    return parser
+    return describe_io(
+        parser,
+        inputs="--image FILE, its --box boxes and the --query texts; --model: a manifest",
+        outputs="a table of scores per box and query on stdout (--json: the same as JSON)",
+    )
 
 
 def _read_image(path: str) -> np.ndarray:

@@ -10,15 +10,15 @@ The pip world has no `ros2 bag play`; this publishes the bag's messages at their
 
 Arguments after --ros-args go to ROS (e.g. --ros-args --log-level debug); --remap here renames a
 bag topic, it is not a ROS remapping rule.
-
-Exit status: 0 played, 2 a user error (bad arguments, an unreadable bag), 130 interrupted.
 """
 
 import argparse
 import sys
 
-from fgclip_ros.cli._common import run_main
+from fgclip_ros.cli._common import describe_io, run_main
 from fgclip_ros.core.errors import FgclipError
+
+EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait until these bag topics have a subscriber before playing (what is sent earlier is lost)",
     )
     parser.add_argument("--wait-timeout", type=float, default=30.0, help="seconds (default: 30)")
-    return parser
+    return describe_io(
+        parser,
+        inputs="BAG: a rosbag2 folder or a .mcap / .db3 file",
+        outputs="the bag's messages, published on their topics (renamed by --remap) at the recorded pace;\n"
+        "a line of what was sent on stdout",
+        done="played",
+        exit_codes={EXIT_INTERRUPTED: "interrupted (Ctrl-C)"},
+    )
 
 
 def _parse_remaps(pairs: list[str]) -> dict[str, str]:
@@ -74,7 +81,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         print(f"played {stats.bag_s:.1f} s of bag in {stats.wall_s:.1f} s: {sent}")
         return 0
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

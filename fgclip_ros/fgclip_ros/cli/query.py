@@ -5,7 +5,7 @@
     fgclip-query --query "a transparent glass bottle" --query "a red ceramic mug" --wait --timeout 5
     fgclip-query --json                     # the node's current queries, latest frame, as JSON
 
-Exit status: 0 answered, 1 the node answered with success=false (reason printed), 2 no answer.
+Without --query the node answers with its current query set.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import json
 import math
 import sys
 
-from fgclip_ros.cli._common import run_main
+from fgclip_ros.cli._common import EXIT_USER_ERROR, describe_io, run_main
 
-EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE = 0, 1, 2
+EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE = 0, 1, EXIT_USER_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to wait for the service")
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
     parser.add_argument("--all", action="store_true", help="also list detections without a match / rejected")
-    return parser
+    return describe_io(
+        parser,
+        inputs="the --query texts; the running node's Query service (--service)",
+        outputs="the node's answer on stdout: a table, or JSON with --json",
+        done="answered",
+        exit_codes={
+            EXIT_REFUSED: "the node answered with success=false (its reason on stderr)",
+            EXIT_UNAVAILABLE: "no answer (no service, a timeout); or a user error",
+        },
+    )
 
 
 def print_table(answer: dict, show_all: bool) -> None:

@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from fgclip_ros.cli._common import run_main
+from fgclip_ros.cli._common import describe_io, run_main
 from fgclip_ros.training.base_model import BaseTrainConfig
 
 
@@ -44,7 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     _add_config_arguments(parser)
-    return parser
+    return describe_io(
+        parser,
+        inputs="none to train: crops are rendered from the synthetic world; --evaluate WEIGHTS\n"
+        "(+ --model-config): the weights to probe",
+        outputs="in --out DIR: <name>.safetensors, <name>.json (model config), <name>_train_log.json;\n"
+        "with --evaluate: <name>_probes.json",
+    )
 
 
 def evaluate_weights(cfg: BaseTrainConfig, weights: str) -> dict:
