@@ -1,16 +1,16 @@
 # Copyright 2026 The fgclip_ros authors
 # SPDX-License-Identifier: Apache-2.0
-"""Launch the fgclip_perception lifecycle node with config/perception.yaml and drive it to active.
+"""Launch the fgclip_perception lifecycle node with config/perception.yaml.
 
     ros2 launch fgclip_ros perception.launch.py image_topic:=/camera/image_raw detections_topic:=/detections
     ros2 launch fgclip_ros perception.launch.py model:=openai-vit-b-16 device:=cuda dtype:=fp16 \
         namespace:=robot1 params_file:=/path/to/my_perception.yaml autostart:=false use_sim_time:=true
 
 Arguments left empty (model, device, dtype, backend) keep the value from the parameter file.
-With autostart:=true (default) this file emits the lifecycle transitions itself: configure at
-start, then activate once configuring has ended in 'inactive'; the node's own `autostart`
-parameter is forced to false so the two mechanisms never race. With autostart:=false the node
-waits in 'unconfigured' for `ros2 lifecycle set /fgclip_perception configure` (then activate).
+autostart (default true, as the node's parameter) is passed to the node's `autostart` parameter:
+the node configures and activates itself, as under `ros2 run` and `fgclip-perception`. With
+autostart:=false the node waits in 'unconfigured' for `ros2 lifecycle set /fgclip_perception
+configure` (then activate).
 image_topic and detections_topic remap the node's inputs (image_transport naming: with
 `image_transport: compressed` the node subscribes to `<image_topic>/compressed`); use_sim_time
 sets the node's parameter of that name (replaying a bag with a /clock).
@@ -22,13 +22,9 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
-from launch.events import matches_action
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
-from launch_ros.event_handlers import OnStateTransition
-from launch_ros.events.lifecycle import ChangeState
-from lifecycle_msgs.msg import Transition
 
 PACKAGE = "fgclip_ros"
 EXECUTABLE = "fgclip-perception"
@@ -46,18 +42,15 @@ def _is_true(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
 
 
-def _node_and_transitions(context):
+def _node(context):
     params_file = LaunchConfiguration("params_file").perform(context)
     namespace = LaunchConfiguration("namespace").perform(context)
-    autostart = _is_true(LaunchConfiguration("autostart").perform(context))
     remappings = [
         ("image", LaunchConfiguration("image_topic").perform(context)),
         ("detections", LaunchConfiguration("detections_topic").perform(context)),
     ]
-
-    # The launch file owns the transitions, so the node must not start itself.
     overrides = {
-        "autostart": False,
+        "autostart": _is_true(LaunchConfiguration("autostart").perform(context)),
         "use_sim_time": _is_true(LaunchConfiguration("use_sim_time").perform(context)),
     }
     for name in OVERRIDABLE:
@@ -75,33 +68,7 @@ def _node_and_transitions(context):
         emulate_tty=True,
         parameters=[params_file, overrides],
     )
-    actions = [node]
-    if autostart:
-        activate_when_configured = RegisterEventHandler(
-            OnStateTransition(
-                target_lifecycle_node=node,
-                # configuring -> inactive only: a later manual deactivate (deactivating -> inactive)
-                # must not be undone by this handler.
-                start_state="configuring",
-                goal_state="inactive",
-                entities=[
-                    EmitEvent(
-                        event=ChangeState(
-                            lifecycle_node_matcher=matches_action(node),
-                            transition_id=Transition.TRANSITION_ACTIVATE,
-                        )
-                    )
-                ],
-            )
-        )
-        configure = EmitEvent(
-            event=ChangeState(
-                lifecycle_node_matcher=matches_action(node),
-                transition_id=Transition.TRANSITION_CONFIGURE,
-            )
-        )
-        actions += [activate_when_configured, configure]
-    return actions
+    return [node]
 
 
 def generate_launch_description():
@@ -129,10 +96,10 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "autostart",
             default_value="true",
-            description="Configure and activate the node after start (true | false).",
+            description="The node's autostart parameter: configure and activate after start (true | false).",
         ),
     ]
     arguments += [
         DeclareLaunchArgument(name, default_value="", description=text) for name, text in OVERRIDABLE.items()
     ]
-    return LaunchDescription([*arguments, OpaqueFunction(function=_node_and_transitions)])
+    return LaunchDescription([*arguments, OpaqueFunction(function=_node)])

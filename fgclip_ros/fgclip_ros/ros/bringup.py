@@ -5,11 +5,11 @@
 ``fgclip-perception --params-file config/perception.yaml [--image-topic T] [--model M] [--ros-args ...]``
 does what ``ros2 launch fgclip_ros perception.launch.py`` does on a ROS install, with the same
 arguments (``image_topic:=T`` there is ``--image-topic T`` here): rclpy is initialised with
-``--params-file`` (so the very same YAML applies), the node is configured and activated when its
-``autostart`` parameter is true, and a MultiThreadedExecutor spins it until SIGINT/SIGTERM, after
-which the model is released and rclpy shut down. Further SIGINT/SIGTERM during that cleanup are
-ignored (``ros2 launch`` and a terminal's Ctrl-C can signal the whole process group twice), so
-the node still exits 0, without a traceback.
+``--params-file`` (so the very same YAML applies) and a MultiThreadedExecutor spins the node until
+SIGINT/SIGTERM, after which the model is released and rclpy shut down. The node configures and
+activates itself when its ``autostart`` parameter is true; when that fails, the bringup exits 1.
+Further SIGINT/SIGTERM during the cleanup are ignored (``ros2 launch`` and a terminal's Ctrl-C can
+signal the whole process group twice), so the node still exits 0, without a traceback.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-autostart",
         action="store_true",
-        help="leave the node unconfigured (drive it with lifecycle ChangeState calls)",
+        help="set the node's autostart parameter false: it waits unconfigured for `ros2 lifecycle set`",
     )
     return parser
 
@@ -133,12 +133,15 @@ def run(options: argparse.Namespace, user_ros_args: list[str]) -> int:
     node = None
     executor = None
     try:
-        node = PerceptionNode(self_start=False)
+        node = PerceptionNode()
         executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
         executor.add_node(node)
-        if node.get_parameter("autostart").value and not node.autostart():
-            node.get_logger().error(f"not started: {node.last_error or 'see the log above'}")
-            return EXIT_CONFIGURE_FAILED
+        started = node.autostart_result  # the node starts itself when its `autostart` parameter is true
+        if started is not None:
+            executor.spin_until_future_complete(started)
+            if started.done() and not started.result():
+                node.get_logger().error(f"not started: {node.last_error or 'see the log above'}")
+                return EXIT_CONFIGURE_FAILED
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

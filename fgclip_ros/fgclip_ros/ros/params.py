@@ -20,8 +20,8 @@ from fgclip_ros.core.prompts import check_template
 from fgclip_ros.core.query_text import DEFAULT_MAX_QUERIES, DEFAULT_MAX_QUERY_CHARS
 from fgclip_ros.export.deploy import BACKENDS, DEFAULT_INTRA_OP_THREADS, QUANTIZE_MODES
 
-# When a change takes effect: immediately, at the next activate, or at the next configure.
-RUNTIME, ACTIVATE, CONFIGURE = "runtime", "activate", "configure"
+# When a change takes effect: immediately, at the next activate, at the next configure, or at start only.
+RUNTIME, ACTIVATE, CONFIGURE, START = "runtime", "activate", "configure", "start"
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
 DTYPES = ("fp32", "fp16", "bf16")
@@ -206,9 +206,10 @@ SPECS: tuple[Spec, ...] = (
     ),
     Spec(
         "autostart",
-        False,
-        "Configure and activate right after start (the pip-world bringup and the launch file set it).",
-        CONFIGURE,
+        True,
+        "Configure and activate right after start (false: wait for lifecycle transitions, "
+        "e.g. `ros2 lifecycle set`).",
+        START,
     ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
@@ -262,6 +263,7 @@ def _descriptor(spec: Spec) -> ParameterDescriptor:
         RUNTIME: " Takes effect immediately.",
         ACTIVATE: " Takes effect at the next activate.",
         CONFIGURE: " Takes effect at the next configure.",
+        START: " Read when the node starts.",
     }[spec.applies]
     descriptor = ParameterDescriptor(name=spec.name, description=text)
     if spec.choices:

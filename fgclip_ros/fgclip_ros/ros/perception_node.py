@@ -29,6 +29,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.task import Future
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray
@@ -118,7 +119,7 @@ def _model_problem(model: str) -> str | None:
 class PerceptionNode(LifecycleNode):
     """Fine-grained scoring of a detector's boxes against free-text queries (see docs/node.md)."""
 
-    def __init__(self, node_name: str = NODE_NAME, *, self_start: bool = True, **kwargs):
+    def __init__(self, node_name: str = NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
         declare_all(self)
         self._params: NodeParams = read_all(self)
@@ -164,27 +165,33 @@ class PerceptionNode(LifecycleNode):
             )
         )
 
+        # `autostart`: configure + activate once the executor spins the node (every start path).
+        self._autostart_result: Future | None = None
         self._autostart_timer = None
-        if self._params.autostart and self_start:
-            self._autostart_timer = self.create_timer(
-                0.01, self._guard.wrap("autostart", self._autostart_once)
-            )
+        if self._params.autostart:
+            self._autostart_result = Future()
+            self._autostart_timer = self.create_timer(0.01, self._autostart_once)
 
     # ================================================================== lifecycle
-    def autostart(self) -> bool:
-        """Configure + activate; False (reason logged) when either transition fails."""
-        if self.trigger_configure() != _SUCCESS:
-            self.get_logger().error(f"autostart: configure failed: {self._last_error or 'see the log above'}")
-            return False
-        if self.trigger_activate() != _SUCCESS:
-            self.get_logger().error(f"autostart: activate failed: {self._last_error or 'see the log above'}")
-            return False
-        return True
+    @property
+    def autostart_result(self) -> Future | None:
+        """None with autostart off; else done once autostart ended: True active, False a transition failed."""
+        return self._autostart_result
 
     def _autostart_once(self) -> None:
         self.destroy_timer(self._autostart_timer)
         self._autostart_timer = None
-        self.autostart()
+        started = self._guard.wrap("autostart", self._autostart, lambda problem: False)()
+        self._autostart_result.set_result(started)
+
+    def _autostart(self) -> bool:
+        """Configure + activate; False (reason logged) when either transition fails."""
+        for name, trigger in (("configure", self.trigger_configure), ("activate", self.trigger_activate)):
+            if trigger() != _SUCCESS:
+                reason = self._last_error or "see the log above"
+                self.get_logger().error(f"autostart: {name} failed: {reason}")
+                return False
+        return True
 
     @property
     def last_error(self) -> str:

@@ -29,6 +29,7 @@ from graph_harness import (  # noqa: E402
     make_detections,
     make_image,
     two_colour_scene,
+    wait_until,
 )
 
 from fgclip_ros.core.perception import PerceptionEngine  # noqa: E402
@@ -76,7 +77,6 @@ def _run_node_on_one_frame(manifest: Path) -> None:
         rclpy.init(context=context, domain_id=domain)
         node = PerceptionNode(
             context=context,
-            self_start=False,
             parameter_overrides=[
                 Parameter("model", value=str(manifest)),
                 Parameter("device", value="cpu"),
@@ -88,7 +88,9 @@ def _run_node_on_one_frame(manifest: Path) -> None:
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
         try:
-            assert node.autostart(), node.last_error
+            started = node.autostart_result  # the node's `autostart` parameter (default true)
+            wait_until(started.done, 120.0, what="the node's autostart")
+            assert started.result(), node.last_error
             images = client.publisher(Image, "/image")
             detections = client.publisher(Detection2DArray, "/detections")
             client.subscribe(FineGrainedDetections, "/fine_grained_detections", "fine")

@@ -65,6 +65,28 @@ def test_the_tools_default_to_the_nodes_parameters():
     assert args.min_score == SPEC_BY_NAME["min_score"].default
 
 
+def _launch_argument_default(name: str) -> str:
+    """default_value of the launch file's DeclareLaunchArgument(name, ...) (launch is not on PyPI)."""
+    tree = ast.parse((PACKAGE_DIR / "launch" / "perception.launch.py").read_text())
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", None) == "DeclareLaunchArgument"
+            and node.args
+            and ast.literal_eval(node.args[0]) == name
+        ):
+            return next(ast.literal_eval(k.value) for k in node.keywords if k.arg == "default_value")
+    raise AssertionError(f"the launch file declares no argument {name!r}")
+
+
+def test_autostart_has_one_default_in_the_code_the_parameter_file_and_the_launch_file():
+    # ros2 run, ros2 launch and fgclip-perception start the node the same way when nobody says otherwise.
+    in_file = flatten(read_node_params(PACKAGE_DIR / "config" / "perception.yaml"))["autostart"]
+    in_launch = _launch_argument_default("autostart")
+    assert in_launch in ("true", "false")
+    assert SPEC_BY_NAME["autostart"].default is in_file is (in_launch == "true")
+
+
 def test_every_parameter_has_a_description():
     for spec in SPECS:
         descriptor = _descriptor(spec)
@@ -92,9 +114,19 @@ def test_launch_file_mirrors_the_main_parameters():
     }
     for argument in LAUNCH_ARGUMENTS:
         assert argument in strings, argument
-    for name in ("LifecycleNode", "ChangeState", "OnStateTransition", "generate_launch_description"):
-        assert name in source
+    assert "generate_launch_description" in source
     assert "fgclip-perception" in strings and "fgclip_perception" in strings
+    # The node is a LifecycleNode given the parameter file and the input remappings; it starts itself
+    # (its `autostart` parameter), so the launch file emits no lifecycle transitions of its own.
+    (call,) = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "LifecycleNode"
+    ]
+    keywords = {keyword.arg: keyword.value for keyword in call.keywords}
+    assert {"parameters", "remappings"} <= set(keywords)
+    assert "params_file" in ast.unparse(keywords["parameters"])
+    assert "ChangeState" not in source and "OnStateTransition" not in source
 
 
 def test_bringup_arguments():
