@@ -308,6 +308,11 @@ class OnnxEncoder:
                  f"; not available: {', '.join(skipped)}" if skipped else "",
                  f"; failed to start: {', '.join(dict.fromkeys(failed))}" if failed else "")
 
+    @property
+    def session_options(self):
+        """The onnxruntime.SessionOptions both graphs run with (thread count, optimisation level)."""
+        return self._image.get_session_options()
+
     def encode_images(self, batch: torch.Tensor | np.ndarray) -> torch.Tensor:
         if isinstance(batch, torch.Tensor):
             batch = batch.detach().cpu().numpy()
@@ -346,16 +351,16 @@ def _provider_options(trt_fp16: bool, trt_cache_dir: Path | None, device_id: int
     }
 
 
-def ort_session_options(intra_op_threads: int = 0, graph_optimization: str = "all"):
+def _session_options(intra_op_threads: int, graph_optimization: str, log_severity: int | None):
     """onnxruntime.SessionOptions with a thread count (0: ORT's default) and an optimisation level by name."""
     import onnxruntime
 
-    levels = {
-        "disable": onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }
+    levels = dict(zip(ORT_OPTIMIZATION_LEVELS, (
+        onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    ), strict=True))
     if graph_optimization not in levels:
         raise ValueError(f"graph_optimization must be one of {', '.join(levels)}, got {graph_optimization!r}")
     threads = int(intra_op_threads)
@@ -365,21 +370,49 @@ def ort_session_options(intra_op_threads: int = 0, graph_optimization: str = "al
     options.graph_optimization_level = levels[graph_optimization]
     if threads:
         options.intra_op_num_threads = threads
+    if log_severity is not None:
+        options.log_severity_level = int(log_severity)
     return options
+
+
+def onnx_session(path: Path, providers: Sequence[str] | None = None, intra_op_threads: int = 0,
+                 graph_optimization: str = "all", log_severity: int | None = None,
+                 provider_options: dict[str, dict] | None = None, what: str = "ONNX graph"):
+    """The one way an ONNX Runtime InferenceSession is built: on `providers` (default CPU), in that order.
+
+    `intra_op_threads`: threads per session (0: ORT's default); `graph_optimization`: one of
+    ``ORT_OPTIMIZATION_LEVELS``; `log_severity`: ORT's log level (None: its default, 3: errors only);
+    `provider_options`: per provider name. ``ORT_DISABLED_OPTIMIZERS`` are always left out. A missing or
+    unloadable file raises ModelFileError naming `what`; a provider that fails to start raises ORT's error.
+    """
+    import onnxruntime
+
+    session_options = _session_options(intra_op_threads, graph_optimization, log_severity)
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{what} {path}: not found; export it with fgclip-export or fix the path")
+    chain = list(providers or ["CPUExecutionProvider"])
+    options = provider_options or {}
+    try:
+        return onnxruntime.InferenceSession(
+            str(path), sess_options=session_options,
+            providers=[(name, options.get(name, {})) for name in chain],
+            disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
+    except Exception as error:
+        if _looks_like_bad_model(error):
+            raise ModelFileError(f"{what} {path}: not a loadable ONNX model ({_brief(error)}); "
+                                 "re-export it") from error
+        raise
 
 
 def _create_session(path: Path, requested: list[str], options: dict[str, dict], what: str, failed: list[str],
                     intra_op_threads: int = 0, graph_optimization: str = "all"):
-    """An InferenceSession on the first requested provider that is available and starts; CPU is the floor.
+    """A session on the first requested provider that is available and starts; CPU is the floor.
 
     Providers that are available but fail to start (e.g. missing TensorRT libraries) are appended
     to `failed` and the next one is tried.
     """
-    import onnxruntime
-
-    session_options = ort_session_options(intra_op_threads, graph_optimization)
-    if not path.is_file():
-        raise ModelFileError(f"{what} {path}: not found; export it with fgclip-export or fix the path")
+    _session_options(intra_op_threads, graph_optimization, None)  # bad options: not a provider failing
     available = _available_providers()
     candidates = [name for name in requested if name in available] or ["CPUExecutionProvider"]
     if "CPUExecutionProvider" not in candidates:
@@ -390,14 +423,11 @@ def _create_session(path: Path, requested: list[str], options: dict[str, dict], 
     for start in range(len(candidates)):
         chain = candidates[start:]
         try:
-            return onnxruntime.InferenceSession(
-                str(path), sess_options=session_options,
-                providers=[(name, options.get(name, {})) for name in chain],
-                disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
+            return onnx_session(path, chain, intra_op_threads, graph_optimization,
+                                provider_options=options, what=what)
+        except ModelFileError:
+            raise
         except Exception as error:  # noqa: BLE001 - an EP whose libraries fail to load; try the next
-            if _looks_like_bad_model(error):
-                raise ModelFileError(f"{what} {path}: not a loadable ONNX model ({_brief(error)}); "
-                                     "re-export it") from error
             last_error = error
             failed.append(chain[0])
             LOG.debug("%s: provider %s failed to start: %s", what, chain[0], error)

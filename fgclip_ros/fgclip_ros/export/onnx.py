@@ -13,7 +13,7 @@ The batch axis is dynamic. The fp16 variant runs the towers in fp16 (open_clip's
 keeps float32 inputs and outputs, so callers feed and read the same arrays for both variants; the
 heads and the normalisation run in float32 in both, as they do in the PyTorch path. fp16 graphs are
 for GPU providers; ONNX Runtime 1.32's CPU provider runs them only with its NCHWc layout pass
-disabled (it crashes building the session otherwise), see ``onnx_session``.
+disabled (it crashes building the session otherwise), see ``core.encoders.onnx_session``.
 
 Every export is verified against the PyTorch model (float32, heads applied) on a fixed batch run
 through ONNX Runtime; an export whose embeddings drift beyond ``TOLERANCES`` is refused (no manifest
@@ -39,6 +39,7 @@ import yaml
 from torch import nn
 
 from fgclip_ros.core.crops import Preprocess
+from fgclip_ros.core.encoders import onnx_session
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.core.fetch import resolve_file, sha256_of
 from fgclip_ros.core.manifest import ModelManifest, load_manifest
@@ -46,6 +47,8 @@ from fgclip_ros.core.prompts import prompts
 from fgclip_ros.core.reprojection import Head, ReprojectionHeads
 
 LOG = logging.getLogger("fgclip_ros.export")
+# The checks' ONNX Runtime log level: errors only (it warns about every fp16 node it cannot fold on the CPU).
+ORT_QUIET = 3
 
 EXPORT_DTYPES = ("fp32", "fp16")
 # 17 is the first opset with LayerNormalization as one op (fused on every provider); ORT >= 1.14
@@ -248,26 +251,6 @@ def compare_embeddings(reference: np.ndarray, candidate: np.ndarray) -> tuple[fl
     return float(np.abs(reference - candidate).max()), float(cosine.min())
 
 
-def onnx_session(path: Path, providers: list[str] | None = None, threads: int = 0, level: str = "all"):
-    """An ORT session on `providers` (default CPU), graph optimisation `level` (disable|basic|extended|all).
-
-    The NCHWc layout pass is left out: it only serves CNN convolutions, and ORT 1.32's CPU provider
-    crashes (segfault) in it while building a session for any fp16 CLIP graph exported here.
-    """
-    import onnxruntime as ort
-
-    from fgclip_ros.core.encoders import ORT_DISABLED_OPTIMIZERS, ort_session_options
-
-    options = ort_session_options(threads, level)
-    options.log_severity_level = 3  # ORT warns about every fp16 node it cannot constant-fold on the CPU
-    return ort.InferenceSession(
-        str(path),
-        options,
-        providers=list(providers or ["CPUExecutionProvider"]),
-        disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS),
-    )
-
-
 def _check_tower(
     tower: str,
     session,
@@ -389,13 +372,13 @@ def export_model(
                 _write_metadata(path, {**metadata, "dtype": dtype, "tower": tower})
             steps.set_postfix_str(f"{dtype} verify image")
             tolerance = TOLERANCES[dtype]
-            session = onnx_session(image_path, providers)
+            session = onnx_session(image_path, providers, log_severity=ORT_QUIET)
             used = session.get_providers()
             checks = [_check_tower("image", session, IMAGE_INPUT, pixel_batches, image_refs, tolerance)]
             del session
             steps.update()
             steps.set_postfix_str(f"{dtype} verify text")
-            session = onnx_session(text_path, providers)
+            session = onnx_session(text_path, providers, log_severity=ORT_QUIET)
             checks.append(_check_tower("text", session, TEXT_INPUT, token_batches, text_refs, tolerance))
             del session
             steps.update()

@@ -116,10 +116,11 @@ def quantize_graph(fp32_path: Path, int8_path: Path) -> None:
 def measure_gate(model: str, fp32_path: Path, int8_path: Path, preprocess: Preprocess,
                  intra_op_threads: int = 1) -> Int8Gate:
     """Cosine of int8 to fp32 embeddings on the fixed batch, and both graphs' median time (interleaved)."""
-    from fgclip_ros.export.onnx import IMAGE_INPUT, VERIFY_BATCH, onnx_session, verification_pixels
+    from fgclip_ros.core.encoders import onnx_session
+    from fgclip_ros.export.onnx import IMAGE_INPUT, ORT_QUIET, VERIFY_BATCH, verification_pixels
 
-    fp32 = onnx_session(fp32_path, threads=intra_op_threads)
-    int8 = onnx_session(int8_path, threads=intra_op_threads)
+    fp32 = onnx_session(fp32_path, intra_op_threads=intra_op_threads, log_severity=ORT_QUIET)
+    int8 = onnx_session(int8_path, intra_op_threads=intra_op_threads, log_severity=ORT_QUIET)
     pixels = verification_pixels(preprocess, GATE_BATCH, GATE_SEED)
     reference = fp32.run(None, {IMAGE_INPUT: pixels})[0].astype(np.float64)
     candidate = int8.run(None, {IMAGE_INPUT: pixels})[0].astype(np.float64)

@@ -26,6 +26,7 @@ from fgclip_ros.core.encoders import (
     OnnxEncoder,
     TorchEncoder,
     build_encoder,
+    onnx_session,
     read_onnx_metadata,
     tokenize,
 )
@@ -41,22 +42,15 @@ def normalised_pixels(count: int, seed: int = 0) -> torch.Tensor:
     return torch.rand((count, 3, 32, 32), generator=generator) * 4.0 - 1.8
 
 
-class _ImageTower(torch.nn.Module):
-    def __init__(self, model):
+class _Tower(torch.nn.Module):
+    """One tower of a CLIP model (`encode`: "encode_image" or "encode_text") as a module to export."""
+
+    def __init__(self, model, encode: str):
         super().__init__()
-        self.model = model
+        self.model, self.encode = model, encode
 
-    def forward(self, pixels):
-        return self.model.encode_image(pixels)
-
-
-class _TextTower(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, tokens):
-        return self.model.encode_text(tokens)
+    def forward(self, inputs):
+        return getattr(self.model, self.encode)(inputs)
 
 
 def export_towers(model, folder: Path, metadata: dict[str, str] | None = None) -> tuple[Path, Path]:
@@ -65,12 +59,11 @@ def export_towers(model, folder: Path, metadata: dict[str, str] | None = None) -
     tokens = torch.from_numpy(tokenize(make_tiny_tokenizer(), ["a photo", "b"]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notes
-        torch.onnx.export(_ImageTower(model), (normalised_pixels(2),), str(image_path), dynamo=False,
-                          input_names=["pixels"], output_names=["embeddings"], opset_version=17,
-                          dynamic_axes={"pixels": {0: "batch"}, "embeddings": {0: "batch"}})
-        torch.onnx.export(_TextTower(model), (tokens,), str(text_path), dynamo=False,
-                          input_names=["token_ids"], output_names=["embeddings"], opset_version=17,
-                          dynamic_axes={"token_ids": {0: "batch"}, "embeddings": {0: "batch"}})
+        for encode, example, path, name in (("encode_image", normalised_pixels(2), image_path, "pixels"),
+                                            ("encode_text", tokens, text_path, "token_ids")):
+            torch.onnx.export(_Tower(model, encode), (example,), str(path), dynamo=False,
+                              input_names=[name], output_names=["embeddings"], opset_version=17,
+                              dynamic_axes={name: {0: "batch"}, "embeddings": {0: "batch"}})
     if metadata:
         graph = onnx.load(str(image_path))
         for key, value in metadata.items():
@@ -115,13 +108,46 @@ def test_torch_and_onnx_backends_agree(exported, tiny_encoder):
 
 def test_session_options_are_applied_and_give_the_same_embeddings(exported, tiny_encoder):
     encoder = onnx_encoder(exported, intra_op_threads=1, graph_optimization="basic")
-    options = encoder._image.get_session_options()
+    options = encoder.session_options
     assert options.intra_op_num_threads == 1
     assert options.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
     pixels = normalised_pixels(3, seed=5)
     assert_same_embeddings(encoder.encode_images(pixels), tiny_encoder.encode_images(pixels), 1e-4, 0.99999)
     with pytest.raises(ValueError, match="graph_optimization"):
         onnx_encoder(exported, graph_optimization="fast")
+
+
+def test_onnx_session_applies_its_options_and_names_a_bad_file(exported, tmp_path):
+    session = onnx_session(exported[0], intra_op_threads=1, graph_optimization="basic", log_severity=3)
+    options = session.get_session_options()
+    assert options.intra_op_num_threads == 1 and options.log_severity_level == 3
+    assert options.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert session.get_providers() == ["CPUExecutionProvider"]  # the default provider list
+    with pytest.raises(ModelFileError, match="nowhere.onnx"):
+        onnx_session(tmp_path / "nowhere.onnx")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a protobuf")
+    with pytest.raises(ModelFileError, match="broken.onnx.*not a loadable ONNX model"):
+        onnx_session(broken)
+
+
+def test_every_onnx_runtime_session_is_built_by_onnx_session():
+    # One builder: the node's encoders, the export checks and the int8 gate share its options
+    # (e.g. the NCHWc pass left out, without which fp16 graphs crash ONNX Runtime's CPU provider).
+    import ast
+
+    package = Path(__file__).resolve().parents[2] / "fgclip_ros"
+    builders = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                calls = [
+                    call for call in ast.walk(node) if isinstance(call, ast.Call)
+                    and getattr(call.func, "attr", getattr(call.func, "id", None)) == "InferenceSession"
+                ]
+                if calls:
+                    builders.append(f"{path.relative_to(package)}:{node.name}")
+    assert builders == ["core/encoders.py:onnx_session"]
 
 
 def test_empty_inputs_give_empty_outputs(exported, tiny_encoder):

@@ -17,7 +17,7 @@ import yaml
 from conftest import TINY_ARCHITECTURE, TINY_CLIP_CONFIG, make_tiny_clip, make_tiny_tokenizer
 
 from fgclip_ros.core.crops import Preprocess
-from fgclip_ros.core.encoders import tokenize
+from fgclip_ros.core.encoders import onnx_session, tokenize
 from fgclip_ros.core.errors import ModelFileError
 from fgclip_ros.core.fetch import sha256_of
 from fgclip_ros.core.reprojection import Head, ReprojectionHeads, save_heads
@@ -29,7 +29,6 @@ from fgclip_ros.export.onnx import (
     ProjectedImageTower,
     export_manifest,
     export_model,
-    onnx_session,
 )
 
 # Texts and pixels unlike the exporter's own verification batch: the graphs must compute the same
