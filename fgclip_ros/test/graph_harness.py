@@ -16,11 +16,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from fgclip_ros.ros import private_graph
 from fgclip_ros.ros.private_graph import DemoClient, NodeRunner, domain_candidates, isolated_env, wait_until  # noqa: F401 - isolated_env re-exported
 
 REPO_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # fgclip_ros/ (the ament package)
@@ -130,6 +133,47 @@ class NodeProcess(NodeRunner):
     def stop(self, sig=signal.SIGINT, timeout_s: float = 20.0) -> int:
         """Signal the process, wait, SIGKILL if needed; returns the exit code."""
         return super().stop(timeout_s, sig=sig)
+
+
+# ----------------------------------------------------------------------------- the node in this process
+@contextmanager
+def in_process_node(client_name: str, ros_args: tuple[str, ...] = (), parameter_overrides=()):
+    """(node, client): the perception node in this process, on this process's private graph.
+
+    The node is built from ROS arguments as the executable builds it and spun by a MultiThreadedExecutor;
+    the client is a test node on the same graph; both are shut down afterwards.
+    """
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+
+    from fgclip_ros.ros.perception_node import PerceptionNode
+
+    domain = graph_domain_id()
+    with private_graph.private_graph_env(domain):
+        context = rclpy.Context()
+        args = ["fgclip-perception", *(["--ros-args", *ros_args] if ros_args else [])]
+        rclpy.init(context=context, domain_id=domain, args=args)
+        node = PerceptionNode(context=context, parameter_overrides=list(parameter_overrides))
+        executor = MultiThreadedExecutor(context=context)
+        executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        client = GraphClient(domain, node_name=client_name)
+        try:
+            yield node, client
+        finally:
+            client.close()
+            node.destroy_node()
+            rclpy.try_shutdown(context=context)
+            spinner.join(timeout=10)
+
+
+def wait_started(node, timeout_s: float = 120.0) -> bool:
+    """The outcome of the node's autostart (True: active), once it has ended."""
+    started = node.autostart_result
+    assert started is not None, "the node's autostart parameter is false"
+    wait_until(started.done, timeout_s, what="the node's autostart")
+    return started.result()
 
 
 # ----------------------------------------------------------------------------- the test-side client

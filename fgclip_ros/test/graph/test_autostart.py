@@ -7,24 +7,13 @@ the node from the ROS arguments (`--params-file`, `-p autostart:=...`) and spins
 built the same way in-process on a private graph; its lifecycle transitions are counted.
 """
 
-import threading
-
 import pytest
 
 pytest.importorskip("rclpy")
 pytest.importorskip("fgclip_msgs.msg")
 
-from graph_harness import (  # noqa: E402
-    NODE,
-    GraphClient,
-    build_known_answer_model,
-    graph_domain_id,
-    wait_until,
-    write_params,
-)
+from graph_harness import NODE, build_known_answer_model, in_process_node, wait_started, write_params  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
-
-from fgclip_ros.ros.private_graph import private_graph_env  # noqa: E402
 
 START_TIMEOUT_S = 120.0  # model load on a busy 2-core machine
 
@@ -46,53 +35,22 @@ def transitions(monkeypatch):
     return counts
 
 
-def _run_node(params, ros_args: list[str], check) -> None:
-    """The node as the executable builds it (ROS arguments, no other options), spun while `check` runs."""
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-
-    from fgclip_ros.ros.perception_node import PerceptionNode
-
-    domain = graph_domain_id()
-    with private_graph_env(domain):
-        context = rclpy.Context()
-        args = ["fgclip-perception", "--ros-args", "--params-file", str(params), *ros_args]
-        rclpy.init(context=context, domain_id=domain, args=args)
-        node = PerceptionNode(context=context)
-        executor = MultiThreadedExecutor(context=context)
-        executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
-        client = GraphClient(domain, node_name="fgclip_autostart_test")
-        try:
-            check(node, client)
-        finally:
-            client.close()
-            node.destroy_node()
-            rclpy.try_shutdown(context=context)
-            spinner.join(timeout=10)
-
-
 def test_the_node_starts_itself_once_with_the_shipped_default(tmp_path, transitions):
     manifest = build_known_answer_model(tmp_path / "model")
     params = write_params(tmp_path / "params.yaml", manifest)
 
-    def check(node, client):
-        started = node.autostart_result
-        assert started is not None
-        wait_until(started.done, START_TIMEOUT_S, what="the node's autostart")
-        assert started.result(), node.last_error
+    with in_process_node("fgclip_autostart_test", ("--params-file", str(params))) as (node, client):
+        assert wait_started(node, START_TIMEOUT_S), node.last_error
         assert client.lifecycle_state() == "active"
         assert transitions == {"configure": 1, "activate": 1}
-
-    _run_node(params, [], check)
 
 
 def test_with_autostart_false_the_node_waits_for_lifecycle_calls(tmp_path, transitions):
     manifest = build_known_answer_model(tmp_path / "model")
     params = write_params(tmp_path / "params.yaml", manifest)
 
-    def check(node, client):
+    ros_args = ("--params-file", str(params), "-p", "autostart:=false")
+    with in_process_node("fgclip_autostart_test", ros_args) as (node, client):
         assert node.autostart_result is None
         assert client.lifecycle_state() == "unconfigured"
         assert transitions == {"configure": 0, "activate": 0}
@@ -101,5 +59,3 @@ def test_with_autostart_false_the_node_waits_for_lifecycle_calls(tmp_path, trans
         assert client.change_state(Transition.TRANSITION_ACTIVATE)
         assert client.lifecycle_state() == "active"
         assert transitions == {"configure": 1, "activate": 1}
-
-    _run_node(params, ["-p", "autostart:=false"], check)

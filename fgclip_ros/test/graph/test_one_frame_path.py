@@ -11,7 +11,6 @@ sample bag, the benchmark through its CLI. All three reach the same function, an
 
 import inspect
 import json
-import threading
 from pathlib import Path
 
 import pytest
@@ -25,16 +24,15 @@ from graph_harness import (  # noqa: E402
     RED_QUERY,
     GraphClient,
     build_known_answer_model,
-    graph_domain_id,
+    in_process_node,
     make_detections,
     make_image,
     two_colour_scene,
-    wait_until,
+    wait_started,
 )
 
 from fgclip_ros.core.perception import PerceptionEngine  # noqa: E402
 from fgclip_ros.core.pipeline import Pipeline  # noqa: E402
-from fgclip_ros.ros.private_graph import private_graph_env  # noqa: E402
 
 PACKAGE = Path(__file__).resolve().parents[2] / "fgclip_ros"
 
@@ -61,59 +59,37 @@ def callers(monkeypatch):
 
 
 def _run_node_on_one_frame(manifest: Path) -> None:
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
 
     from fgclip_msgs.msg import FineGrainedDetections
-    from fgclip_ros.ros.perception_node import PerceptionNode
 
-    domain = graph_domain_id()
-    with private_graph_env(domain):
-        client = GraphClient(domain, node_name="fgclip_one_path_test")
-        context = rclpy.Context()
-        rclpy.init(context=context, domain_id=domain)
-        node = PerceptionNode(
-            context=context,
-            parameter_overrides=[
-                Parameter("model", value=str(manifest)),
-                Parameter("device", value="cpu"),
-                Parameter("queries", value=[RED_QUERY, BLUE_QUERY]),
-            ],
-        )
-        executor = MultiThreadedExecutor(context=context)
-        executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
-        try:
-            started = node.autostart_result  # the node's `autostart` parameter (default true)
-            wait_until(started.done, 120.0, what="the node's autostart")
-            assert started.result(), node.last_error
-            images = client.publisher(Image, "/image")
-            detections = client.publisher(Detection2DArray, "/detections")
-            client.subscribe(FineGrainedDetections, "/fine_grained_detections", "fine")
-            GraphClient.wait_for_subscribers(images)
-            GraphClient.wait_for_subscribers(detections)
-            image, boxes, ids = two_colour_scene()
-            for attempt in range(4):  # input QoS is best effort: a new stamp per attempt
-                stamp = 1_700_000_000 * 1_000_000_000 + attempt
-                images.publish(make_image(image, stamp))
-                detections.publish(make_detections(boxes, stamp, ids))
-                try:
-                    fine = client.wait_for_message("fine", timeout_s=10.0)
-                    break
-                except TimeoutError:
-                    continue
-            else:
-                raise AssertionError("the node published nothing for 4 frames")
-            assert [d.best_query for d in fine.detections] == [RED_QUERY, BLUE_QUERY]
-        finally:
-            client.close()
-            node.destroy_node()
-            rclpy.try_shutdown(context=context)
-            spinner.join(timeout=10)
+    overrides = [
+        Parameter("model", value=str(manifest)),
+        Parameter("device", value="cpu"),
+        Parameter("queries", value=[RED_QUERY, BLUE_QUERY]),
+    ]
+    with in_process_node("fgclip_one_path_test", parameter_overrides=overrides) as (node, client):
+        assert wait_started(node), node.last_error  # the node's `autostart` parameter (default true)
+        images = client.publisher(Image, "/image")
+        detections = client.publisher(Detection2DArray, "/detections")
+        client.subscribe(FineGrainedDetections, "/fine_grained_detections", "fine")
+        GraphClient.wait_for_subscribers(images)
+        GraphClient.wait_for_subscribers(detections)
+        image, boxes, ids = two_colour_scene()
+        for attempt in range(4):  # input QoS is best effort: a new stamp per attempt
+            stamp = 1_700_000_000 * 1_000_000_000 + attempt
+            images.publish(make_image(image, stamp))
+            detections.publish(make_detections(boxes, stamp, ids))
+            try:
+                fine = client.wait_for_message("fine", timeout_s=10.0)
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError("the node published nothing for 4 frames")
+        assert [d.best_query for d in fine.detections] == [RED_QUERY, BLUE_QUERY]
 
 
 def test_node_eval_bag_and_bench_score_frames_with_one_function(callers, tmp_path):
