@@ -7,6 +7,7 @@ import logging
 import sys
 import textwrap
 from collections.abc import Callable
+from pathlib import Path
 
 from fgclip_ros.core.errors import FgclipError
 
@@ -42,6 +43,22 @@ def show_info_logs() -> None:
     """Our INFO lines (progress, model, provider) on stderr; other libraries stay at WARNING."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("fgclip_ros").setLevel(logging.INFO)
+
+
+def out_folder(*file_suffixes: str) -> Callable[[str], Path]:
+    """The argparse type of `--out DIR`: a folder the tool writes its files into.
+
+    A path naming a file (an existing one, or one ending in a suffix of the files the tool writes,
+    as `--out report.json` would) is a usage error, not a folder called `report.json`.
+    """
+
+    def parse(text: str) -> Path:
+        path = Path(text)
+        if path.is_file() or path.suffix.lower() in file_suffixes:
+            raise argparse.ArgumentTypeError(f"{text!r} names a file; give the folder to write into")
+        return path
+
+    return parse
 
 
 def run_main(prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int],

@@ -5,12 +5,12 @@
 Examples:
     # the synthetic world's test set (written by fgclip-make-fgovd), model vs. its cosine baseline
     fgclip-eval-fgovd --model fgsynth-tiny --benchmark data/fgsynth/test --compare-cosine \
-        --out results/fgsynth.json
+        --out results/fgsynth
     # the published FG-OVD benchmarks with the COCO 2017 images (root folder holding val2017/)
     fgclip-eval-fgovd --model openai-vit-b-16 --benchmark FG-OVD/benchmarks --images /data/coco \
         --compare-cosine
 
-Writes a JSON report (--out) and a bar chart next to it (same name, .png); prints a table.
+Writes the JSON report and a bar chart into the --out folder; prints a table.
 """
 
 import argparse
@@ -19,10 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-from fgclip_ros.cli._common import describe_io, run_main
+from fgclip_ros.cli._common import describe_io, out_folder, run_main
 from fgclip_ros.core.device import DEVICE_HELP, resolve_device
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.export.deploy import BACKENDS, QUANTIZE_MODES
+
+REPORT_FILE, CHART_FILE = "report.json", "ranks.png"  # in --out, as fgclip-eval-bag(s) name theirs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,16 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=128, help="crops per image-tower batch")
     parser.add_argument("--max-annotations", type=int, default=None, metavar="N",
                         help="evaluate only the first N annotations of each split (quick checks)")
-    parser.add_argument("--out", default="fgovd-eval.json", help="JSON report path (default: %(default)s)")
-    parser.add_argument("--plot", default=None,
-                        help="bar chart path (default: the --out path with .png; 'none' to skip)")
+    parser.add_argument("--out", type=out_folder(".json", ".png"), default="eval_fgovd", metavar="DIR",
+                        help=f"report folder: {REPORT_FILE}, {CHART_FILE} (default: %(default)s)")
+    parser.add_argument("--plot", default=None, metavar="FILE",
+                        help=f"write the bar chart here instead of DIR/{CHART_FILE} ('none': no chart)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("-q", "--quiet", action="store_true", help="no log lines on stderr")
     return describe_io(
         parser,
         inputs="--model: a manifest; --benchmark: FG-OVD-format split JSON files\n"
         "(and --images, their images)",
-        outputs="--out FILE: the JSON report; --plot FILE: a bar chart of the mean ranks; a table on stdout",
+        outputs=f"in --out DIR: {REPORT_FILE}, {CHART_FILE} (mean rank per split; --plot: elsewhere);\n"
+        "a table on stdout",
     )
 
 
@@ -156,15 +160,16 @@ def run(args, out=None) -> int:
         "max_annotations": args.max_annotations, "seconds": round(elapsed, 2),
         "variants": {name: r.to_dict() for name, r in results.items()},
     }
-    out_path = Path(args.out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_dir = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out_path = out_dir / REPORT_FILE
     out_path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{manifest.name} on {encoder.provider}, {elapsed:.1f} s; "
           "rank of the true caption (lower is better)", file=out)
     _print_table(results, out)
     print(f"report: {out_path}", file=out)
     if (args.plot or "").lower() != "none":
-        plot_path = Path(args.plot) if args.plot else out_path.with_suffix(".png")
+        plot_path = Path(args.plot) if args.plot else out_dir / CHART_FILE
         plot_mean_ranks(results, plot_path, title=f"{manifest.name}: FG-OVD-format mean rank per split")
         print(f"chart: {plot_path}", file=out)
     return 0

@@ -6,11 +6,11 @@ Examples:
   # the embedded model on the synthetic world (sets written by fgclip-make-fgovd)
   fgclip-train-reprojection --model fgsynth-cosine --train data/fgsynth/train --val data/fgsynth/val \
       --lr 1e-3 --epochs 30 --category-weight 1 --name fgsynth \
-      --out fgclip_ros/models/fgsynth/fgsynth_heads.pt --manifest-out fgclip_ros/models/fgsynth.yaml
+      --out fgclip_ros/models/fgsynth --manifest-out fgclip_ros/models/fgsynth.yaml
   # the paper's recipe on real FG-OVD training files (COCO images), from the COCO triplet heads
   fgclip-train-reprojection --recipe paper --model openai-vit-b-16 --train FG-OVD/training/1_attributes.json \
       --val FG-OVD/validation/1_attributes.json --images /data/coco --init triplet_linear-mlp.pt \
-      --out fg-ovd_linear.pt
+      --out fg-ovd_linear
 
 --recipe paper sets the paper's values (sigmoid score under the margin, summed loss, Hard split,
 >= 10 negatives, selection by validation loss from epoch 1, no early stopping, seed 123, fp16
@@ -18,7 +18,8 @@ features, the caption-axis normalisation quirk; training.reprojection.PAPER_RECI
 flags given explicitly still win. --recipe project (default) is the project's own recipe.
 
 The frozen embeddings are computed once and cached (--cache-dir, default the fgclip_ros cache);
-the heads are saved in the upstream key layout, with a manifest YAML, a JSON log and a PNG curve.
+the heads are saved in the upstream key layout as <name>_heads.pt in the --out folder, with a
+manifest <name>.yaml (or --manifest-out), a JSON log and a PNG curve beside the heads.
 """
 
 import argparse
@@ -28,7 +29,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from fgclip_ros.cli._common import describe_io, run_main
+from fgclip_ros.cli._common import describe_io, out_folder, run_main
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.training.reprojection import HeadTrainConfig
 
@@ -65,12 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated category names for the category term and accuracy; 'auto' = the "
         "synthetic world's when all captions are synthetic, 'none' = off (default: auto)",
     )
-    parser.add_argument("--out", required=True, help="heads checkpoint path (.pt, upstream key layout)")
     parser.add_argument(
-        "--manifest-out", default=None, help="manifest YAML to write (default: next to --out)"
+        "--out", type=out_folder(".pt", ".yaml"), required=True, metavar="DIR",
+        help="folder for <name>_heads.pt (upstream key layout), its training log and curve, the manifest",
     )
     parser.add_argument(
-        "--name", default=None, help="model name in the manifest (default: the manifest file name)"
+        "--manifest-out", default=None, metavar="FILE", help="manifest to write (default: DIR/<name>.yaml)"
+    )
+    parser.add_argument(
+        "--name", default=None,
+        help="model name in the manifest (default: --manifest-out's file name, else the folder's name)",
     )
     parser.add_argument("--description", default=None)
     parser.add_argument(
@@ -103,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         parser,
         inputs="--model: the frozen encoder's manifest; --train/--val: FG-OVD-format split JSON files\n"
         "(and --images, their images)",
-        outputs="--out FILE: the heads (.pt); beside it <stem>_train_log.json, <stem>_train.png; the\n"
-        "manifest (--manifest-out); the embedding cache in --cache-dir; the val ranks on stdout",
+        outputs="in --out DIR: <name>_heads.pt, <name>_heads_train_log.json, <name>_heads_train.png and\n"
+        "the manifest <name>.yaml (or --manifest-out FILE); the embedding cache in --cache-dir;\n"
+        "the validation ranks on stdout",
     )
 
 
@@ -201,9 +207,10 @@ def run(args) -> int:
     category_text = train.texts(prompts) if categories else None
     result = rp.train_heads(train, val, cfg, categories, category_text, progress)
 
-    out = Path(args.out)
-    manifest_path = Path(args.manifest_out) if args.manifest_out else out.with_suffix(".yaml")
-    name = args.name or manifest_path.stem
+    out_dir = args.out
+    name = args.name or (Path(args.manifest_out).stem if args.manifest_out else out_dir.resolve().name)
+    out = out_dir / f"{name}_heads.pt"
+    manifest_path = Path(args.manifest_out) if args.manifest_out else out_dir / f"{name}.yaml"
     command = "fgclip-train-reprojection " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     rp.save_trained(
         result,

@@ -28,6 +28,21 @@ def test_console_script_goes_through_run_main(program, monkeypatch, capsys):
     assert program in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("program", "args", "old_out"),
+    [
+        ("fgclip-eval-fgovd", ["--model", "m", "--benchmark", "b"], "fgovd-eval.json"),
+        ("fgclip-train-reprojection", ["--model", "m", "--train", "t"], "heads.pt"),
+    ],
+)
+def test_out_naming_a_file_is_a_user_error(program, args, old_out, tmp_path, capsys):
+    # --out DIR is a folder in every tool; the former `--out FILE` spelling must not make a folder "x.json".
+    module = importlib.import_module(console_scripts()[program])
+    assert module.main([*args, "--out", str(tmp_path / old_out)]) == _common.EXIT_USER_ERROR
+    assert "names a file; give the folder to write into" in capsys.readouterr().err
+    assert not (tmp_path / old_out).exists()
+
+
 def test_play_bag_bad_remap_is_a_one_line_user_error(tmp_path, capsys):
     from fgclip_ros.cli.play_bag import main
 

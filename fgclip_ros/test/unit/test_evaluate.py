@@ -170,23 +170,24 @@ def tiny_manifest(tmp_path, tiny_clip, tiny_model_config_json):
     return path
 
 
-def test_cli_writes_report_and_chart(tmp_path, tiny_set, tiny_manifest, capsys):
-    out = tmp_path / "report" / "eval.json"
+def test_cli_writes_report_and_chart_into_the_out_folder(tmp_path, tiny_set, tiny_manifest, capsys):
+    out_dir = tmp_path / "report"
     code = eval_main(["--model", str(tiny_manifest), "--benchmark", str(tiny_set), "--compare-cosine",
-                      "--out", str(out), "--no-progress", "-q"])
+                      "--out", str(out_dir), "--no-progress", "-q"])
     assert code == 0
-    report = json.loads(out.read_text())
+    assert sorted(p.name for p in out_dir.iterdir()) == ["ranks.png", "report.json"]
+    report = json.loads((out_dir / "report.json").read_text())
     assert set(report["variants"]) == {"cosine", "linear (both)"}
     for variant in report["variants"].values():
         assert set(variant["splits"]) == {"trivial", "easy", "medium", "hard", "color", "material", "pattern",
                                           "transparency"}
         assert variant["complete"] and variant["category_accuracy"] is not None
-    assert out.with_suffix(".png").stat().st_size > 10_000
+    assert (out_dir / "ranks.png").stat().st_size > 10_000
     printed = capsys.readouterr().out
     assert "MRS" in printed and "category acc" in printed
     assert eval_main(["--model", str(tiny_manifest), "--benchmark", str(tmp_path / "nothing"), "-q"]) == 2
     assert eval_main(["--model", str(tiny_manifest), "--benchmark", str(tiny_set), "--splits", "hard,size",
-                      "--out", str(out), "-q"]) == 2
+                      "--out", str(out_dir), "-q"]) == 2
 
 
 

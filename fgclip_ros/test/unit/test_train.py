@@ -354,7 +354,7 @@ def tiny_model_manifest(tmp_path):
     return manifest
 
 
-def test_train_reprojection_cli_writes_heads_and_a_working_manifest(
+def test_train_reprojection_cli_writes_heads_and_a_working_manifest_into_the_out_folder(
     tmp_path, tiny_model_manifest, monkeypatch
 ):
     from fgclip_ros.cli.train_reprojection import main
@@ -366,8 +366,9 @@ def test_train_reprojection_cli_writes_heads_and_a_working_manifest(
     monkeypatch.setenv("FGCLIP_ROS_CACHE", str(tmp_path / "cache"))
     write_benchmark(tmp_path / "train", "train", n_images=4, progress=False)
     write_benchmark(tmp_path / "val", "val", n_images=2, progress=False)
-    out = tmp_path / "models" / "tiny_heads.pt"
-    manifest_out = tmp_path / "models" / "tiny.yaml"
+    out_dir = tmp_path / "models"
+    out = out_dir / "tiny_heads.pt"  # <name>_heads.pt, the name from --name
+    manifest_out = out_dir / "tiny.yaml"  # <name>.yaml in --out
     args = [
         "--model",
         str(tiny_model_manifest),
@@ -376,9 +377,9 @@ def test_train_reprojection_cli_writes_heads_and_a_working_manifest(
         "--val",
         str(tmp_path / "val"),
         "--out",
-        str(out),
-        "--manifest-out",
-        str(manifest_out),
+        str(out_dir),
+        "--name",
+        "tiny",
         "--epochs",
         "2",
         "--lr",
@@ -388,6 +389,9 @@ def test_train_reprojection_cli_writes_heads_and_a_working_manifest(
         "--no-progress",
     ]
     assert main(args) == 0
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "tiny.yaml", "tiny_heads.pt", "tiny_heads_train.png", "tiny_heads_train_log.json"
+    ]
     heads = load_heads(out, "linear", 16, sides="both")
     state = torch.load(out, weights_only=True)
     assert set(state) == {

@@ -122,11 +122,11 @@ def test_init_starts_from_given_heads(tmp_path):
 
 
 def test_cli_recipe_paper_sets_the_papers_defaults_and_explicit_flags_win():
-    args = parse_args(["--recipe", "paper", "--model", "m", "--train", "t", "--out", "o.pt", "--epochs", "3"])
+    args = parse_args(["--recipe", "paper", "--model", "m", "--train", "t", "--out", "out", "--epochs", "3"])
     cfg = {f.name: getattr(args, f.name) for f in dataclasses.fields(rp.HeadTrainConfig)}
     assert cfg["seed"] == 123 and cfg["score"] == "sigmoid" and cfg["reduction"] == "sum"
     assert cfg["train_splits"] == "hard" and cfg["min_negatives"] == 10 and cfg["select"] == "val_loss"
     assert cfg["patience"] == 0 and cfg["caption_axis_norm"] is True and cfg["lr"] == 1e-5
     assert cfg["margin"] == 0.05 and cfg["batch_size"] == 256 and cfg["epochs"] == 3
-    project = parse_args(["--model", "m", "--train", "t", "--out", "o.pt"])
+    project = parse_args(["--model", "m", "--train", "t", "--out", "out"])
     assert project.seed == 0 and project.caption_axis_norm is False and project.select == "val_rank"
