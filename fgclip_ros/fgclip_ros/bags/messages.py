@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 from rosbags.typesys.store import Typestore
 
+from fgclip_ros.core.detection import DetectionResult
 from fgclip_ros.core.image_codec import decode_compressed, decode_raw
 from fgclip_ros.core.msg_fields import bbox_xyxy, center_size, stamp_ns
-from fgclip_ros.core.rejection import rejection_code
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
@@ -143,28 +143,13 @@ def make_string(store: Typestore, text: str):
 
 
 # --- fgclip_ros outputs ------------------------------------------------------------------------
-@dataclass
-class LabelledDetection:
-    """One input detection scored against the queries (the fields of fgclip_msgs/FineGrainedDetection)."""
+def detection_from_message(det) -> DetectionResult:
+    """A FineGrainedDetection (rosbags or rclpy message: same field names) as the engine's record.
 
-    id: str
-    box_xyxy: tuple[float, float, float, float]
-    valid: bool
-    rejected_reason: str
-    best_index: int
-    best_query: str
-    score: float
-    probability: float
-    margin: float
-    scores: np.ndarray  # (M,) float32, empty when not valid
-    rejected_code: int = 0  # fgclip_msgs/FineGrainedDetection.REJECTED_* (core.perception.Rejection)
-
-
-def labelled_from_fine_grained(det) -> LabelledDetection:
-    """A FineGrainedDetection (rosbags or rclpy message: same field names) as a LabelledDetection."""
-    return LabelledDetection(
-        id=det.id,
-        box_xyxy=bbox_xyxy(det.bbox),
+    ``probs`` stays empty (the message does not carry them); ``rejected_code`` follows from the
+    reason, as the node derives it, so bags recorded before the field existed read the same.
+    """
+    return DetectionResult(
         valid=bool(det.valid),
         rejected_reason=det.rejected_reason,
         best_index=int(det.best_index),
@@ -173,8 +158,8 @@ def labelled_from_fine_grained(det) -> LabelledDetection:
         probability=float(det.probability),
         margin=float(det.margin),
         scores=np.asarray(det.scores, np.float32),
-        # Bags recorded before the field existed: derive it from the reason.
-        rejected_code=int(getattr(det, "rejected_code", rejection_code(det.valid, det.rejected_reason))),
+        id=det.id,
+        box_xyxy=bbox_xyxy(det.bbox),
     )
 
 
@@ -184,7 +169,7 @@ def make_fine_grained(
     frame_id: str,
     model: str,
     queries: list[str],
-    detections: list[LabelledDetection],
+    detections: list[DetectionResult],
 ):
     t = store.types
     items = [

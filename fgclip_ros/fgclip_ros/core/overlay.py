@@ -7,7 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from fgclip_ros.core.perception import DetectionResult
+from fgclip_ros.core.detection import MATCHED, REJECTED, DetectionResult
 
 MATCHED_RGB = (40, 220, 40)
 UNMATCHED_RGB = (230, 200, 40)
@@ -32,14 +32,18 @@ def label_of(detection: DetectionResult) -> str:
 
 
 def draw_overlay(
-    image_rgb: np.ndarray, boxes_xyxy: np.ndarray, detections: list[DetectionResult]
+    image_rgb: np.ndarray, detections: list[DetectionResult], box_scale: float = 1.0
 ) -> np.ndarray:
-    """A new RGB image with each box (clamped to the image; non-finite ones skipped) and its label."""
+    """A new RGB image with each detection's box (clamped to the image; non-finite ones skipped) and label.
+
+    ``box_scale``: how much larger the image is than the one the boxes are in (a magnified copy).
+    """
     canvas = np.ascontiguousarray(image_rgb).copy()
     height, width = canvas.shape[:2]
     scale = max(0.35, min(1.0, width / 1280))
     thickness = 1 if width < 640 else 2
-    for box, detection in zip(np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4), detections):
+    for detection in detections:
+        box = np.asarray(detection.box_xyxy, dtype=np.float64) * box_scale
         if not np.all(np.isfinite(box)):
             continue
         x1, y1, x2, y2 = (
@@ -51,11 +55,8 @@ def draw_overlay(
                 np.clip(box[3], 0, height - 1),
             )
         )
-        colour = (
-            REJECTED_RGB
-            if not detection.valid
-            else (MATCHED_RGB if detection.best_index >= 0 else UNMATCHED_RGB)
-        )
+        status = detection.status
+        colour = REJECTED_RGB if status == REJECTED else (MATCHED_RGB if status == MATCHED else UNMATCHED_RGB)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
         text = label_of(detection)
         (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)

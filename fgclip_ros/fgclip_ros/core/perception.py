@@ -13,43 +13,15 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from fgclip_ros.core.detection import DetectionResult
 from fgclip_ros.core.matcher import MatchResult, QueryBank, match
-from fgclip_ros.core.rejection import REASON_OVER_LIMIT, Rejection, rejection_code
-
-
-@dataclass
-class DetectionResult:
-    """One input box scored against the queries (the content of fgclip_msgs/FineGrainedDetection)."""
-
-    valid: bool
-    rejected_reason: str = ""
-    best_index: int = -1
-    best_query: str = ""
-    score: float = 0.0
-    probability: float = 0.0
-    margin: float = 0.0
-    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (M,)
-    probs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (M,)
-
-    @property
-    def rejected_code(self) -> Rejection:
-        return rejection_code(self.valid, self.rejected_reason)
-
-    def ranked(self, min_score: float, top_k: int = 0) -> list[tuple[int, float]]:
-        """(query index, probability) of the queries reaching ``min_score``, most probable first."""
-        if not self.valid or self.scores.size == 0:
-            return []
-        candidates = np.flatnonzero(self.scores >= min_score)
-        order = candidates[np.argsort(-self.probs[candidates], kind="stable")]
-        if top_k > 0:
-            order = order[:top_k]
-        return [(int(i), float(self.probs[i])) for i in order]
+from fgclip_ros.core.rejection import REASON_OVER_LIMIT
 
 
 @dataclass
@@ -69,17 +41,29 @@ class _LatestFrame:
     embeddings: torch.Tensor  # (K, D) projected crop embeddings of the valid boxes
     valid: np.ndarray  # (N,) bool
     reasons: dict[int, str]
+    ids: list[str]
+    boxes: np.ndarray  # (N, 4) xyxy
 
 
 def build_results(
-    match_result: MatchResult, valid: np.ndarray, reasons: dict[int, str], queries: list[str]
+    match_result: MatchResult,
+    valid: np.ndarray,
+    reasons: dict[int, str],
+    queries: list[str],
+    ids: list[str],
+    boxes: np.ndarray,
 ) -> list[DetectionResult]:
     """One DetectionResult per input box from the match of the valid boxes (rows in input order)."""
     results: list[DetectionResult] = []
     row = 0
     for index, is_valid in enumerate(valid):
+        box = tuple(float(v) for v in boxes[index])
         if not is_valid:
-            results.append(DetectionResult(valid=False, rejected_reason=reasons.get(index, "rejected")))
+            results.append(
+                DetectionResult(
+                    valid=False, rejected_reason=reasons.get(index, "rejected"), id=ids[index], box_xyxy=box
+                )
+            )
             continue
         best = int(match_result.best_index[row])
         scores = match_result.scores[row].astype(np.float32, copy=False)
@@ -95,6 +79,8 @@ def build_results(
                 margin=float(match_result.margin[row]),
                 scores=scores,
                 probs=probs,
+                id=ids[index],
+                box_xyxy=box,
             )
         )
         row += 1
@@ -163,14 +149,21 @@ class PerceptionEngine:
         with self._frame_cond:
             return self._latest_output
 
-    def process(self, image_rgb: np.ndarray, boxes_xyxy: np.ndarray, frame: Any = None) -> FrameOutput:
+    def process(
+        self, image_rgb: np.ndarray, boxes_xyxy: np.ndarray, frame: Any = None, ids: list[str] | None = None
+    ) -> FrameOutput:
         """Score the boxes of one frame; boxes beyond ``max_detections`` are rejected with a reason.
+
+        ``ids``: the input detections' ids, carried into the results ("" each when None).
 
         The one per-frame function of the node, ``fgclip-eval-bag`` and ``fgclip-bench``'s pipeline
         row: ``Pipeline.process`` (fused on CUDA) plus the per-box results the messages carry.
         """
         start = time.perf_counter()
         boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        ids = [""] * len(boxes) if ids is None else [str(i) for i in ids]
+        if len(ids) != len(boxes):
+            raise ValueError(f"{len(ids)} ids for {len(boxes)} boxes")
         kept = boxes[: self.max_detections] if self.max_detections > 0 else boxes  # 0 = no limit
         with self._model_lock:
             min_score = self.min_score
@@ -181,13 +174,15 @@ class PerceptionEngine:
         reasons = dict(check.reasons)
         for index in range(len(kept), len(boxes)):
             reasons[index] = f"{REASON_OVER_LIMIT} ({self.max_detections})"
-        detections = build_results(result, valid, reasons, queries)
+        detections = build_results(result, valid, reasons, queries, ids, boxes)
         with self._frame_cond:
             self._sequence += 1
             output = FrameOutput(
                 frame, self._sequence, queries, min_score, detections, latency_s=time.perf_counter() - start
             )
-            self._latest = _LatestFrame(frame, self._sequence, frame_result.embeddings, valid, reasons)
+            self._latest = _LatestFrame(
+                frame, self._sequence, frame_result.embeddings, valid, reasons, ids, boxes
+            )
             self._latest_output = output
             self._frame_cond.notify_all()
         return output
@@ -216,7 +211,7 @@ class PerceptionEngine:
         names, text = self.text_embeddings(queries)
         with self._model_lock:
             result = match(latest.embeddings, text, self.pipeline.logit_scale, threshold)
-        detections = build_results(result, latest.valid, latest.reasons, names)
+        detections = build_results(result, latest.valid, latest.reasons, names, latest.ids, latest.boxes)
         return FrameOutput(
             latest.frame, latest.sequence, names, threshold, detections, latency_s=time.perf_counter() - start
         )

@@ -4,15 +4,15 @@
 
 The demo itself (`fgclip_ros.demo.run`) replays the sample bag into the running node and collects
 what it publishes. Everything that needs only the bag's ground truth and the node's answers (as
-`LabelledDetection`s / `DetectionRecord`s) lives here, so it is testable without a ROS graph:
+`DetectionResult`s / `DetectionRecord`s) lives here, so it is testable without a ROS graph:
 
 - `topic_queries`: what the demo publishes on `queries`: every true caption of the bag and, per
   caption, one hard negative per attribute family (the neighbouring vocabulary value, e.g.
   "a transparent ..." vs "a translucent ..."), so a correct answer needs the fine-grained attribute.
 - `service_queries` / `rank_service_answer`: the Query service call: each object of a frame against
   its true caption and every one-attribute-changed caption (FG-OVD's hard negatives), ranked.
-- `object_rows`: the per-object table (true caption, best query, score, correct?) judged by the
-  evaluator's own `QueryJudge`, so it counts exactly what `evaluate_published` reports.
+- `object_table`: the per-object table (true caption, best query, score, correct?) judged by the
+  evaluator's own `bag_metrics.verdict`, so it counts exactly what `evaluate_published` reports.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fgclip_ros.bags.ground_truth import FrameTruth, ObjectTruth
-from fgclip_ros.bags.messages import LabelledDetection
+from fgclip_ros.core.detection import DetectionResult
 from fgclip_ros.evaluation import bag_metrics
 from fgclip_ros.evaluation.bag_metrics import DetectionRecord, QueryJudge
 from fgclip_ros.evaluation.bag_report import json_default
@@ -103,7 +103,7 @@ class ServiceRow:
 
 
 def rank_service_answer(
-    queries: list[str], answer: list[LabelledDetection], frame: FrameTruth | None
+    queries: list[str], answer: list[DetectionResult], frame: FrameTruth | None
 ) -> list[ServiceRow]:
     """Rank each answered detection's true caption among its own candidates (from the answer's scores)."""
     if frame is None:
@@ -134,85 +134,59 @@ def rank_service_answer(
 
 
 # ----------------------------------------------------------------------------- per-object verdicts
-@dataclass
-class ObjectRow:
-    """What the node answered for one input detection, and whether the ground truth agrees."""
-
-    frame: int
-    stamp_ns: int
-    id: str
-    caption: str | None  # None: no ground truth for this detection
-    status: str  # matched | no match | rejected
-    best_query: str
-    score: float
-    probability: float
-    margin: float
-    correct: bool | None  # None: not judged (no ground truth, or no query describes the object)
-
-
-def object_rows(
+def object_table(
     records: list[DetectionRecord], judge: QueryJudge, frame_of_stamp: dict[int, int] | None = None
-) -> list[ObjectRow]:
-    """One row per record; `correct` follows `bag_metrics.accuracy_metrics` exactly (its top-1 numerator).
+) -> list[dict]:
+    """The per-object rows of the report: what the node answered and whether the ground truth agrees.
 
+    `correct` is `bag_metrics.verdict`, the numerator of `accuracy_metrics`' top-1 (None: not judged).
     `frame_of_stamp`: the bag's frame number of each image stamp (else the record's own frame count).
     """
     frame_of_stamp = frame_of_stamp or {}
     rows = []
     for record in records:
-        matched = record.valid and record.best_index >= 0
-        status = "matched" if matched else ("no match" if record.valid else "rejected")
-        truth = record.truth
-        correct = None
-        if truth is not None and any(judge.is_true(q, truth) for q in judge.evaluable):
-            correct = bool(
-                matched and record.best_query in judge.evaluable and judge.is_true(record.best_query, truth)
-            )
+        detection = record.detection
         rows.append(
-            ObjectRow(
-                frame=frame_of_stamp.get(record.stamp_ns, record.frame),
-                stamp_ns=record.stamp_ns,
-                id=record.id,
-                caption=truth.caption if truth is not None else None,
-                status=status,
-                best_query=record.best_query if matched else "",
-                score=record.score,
-                probability=record.probability,
-                margin=record.margin,
-                correct=correct,
-            )
+            {
+                "frame": frame_of_stamp.get(record.stamp_ns, record.frame),
+                "stamp_ns": record.stamp_ns,
+                "id": detection.id,
+                "caption": record.truth.caption if record.truth is not None else None,
+                "status": detection.status,
+                "best_query": detection.best_query if record.matched else "",
+                "score": detection.score,
+                "probability": detection.probability,
+                "margin": detection.margin,
+                "correct": bag_metrics.verdict(record, judge),
+            }
         )
     return rows
-
-
-def accuracy_of_rows(rows: list[ObjectRow]) -> float | None:
-    judged = [r for r in rows if r.correct is not None]
-    return sum(r.correct for r in judged) / len(judged) if judged else None
 
 
 # ----------------------------------------------------------------------------- node vs offline
 def compare_with_offline(node_records: list[DetectionRecord], offline_records: list[DetectionRecord]) -> dict:
     """Per detection (stamp, id): does the offline pipeline pick the node's best query? Score differences."""
-    offline = {(r.stamp_ns, r.id): r for r in offline_records}
+    offline = {(r.stamp_ns, r.detection.id): r.detection for r in offline_records}
     same, differ, missing, max_diff = 0, [], 0, 0.0
     for record in node_records:
-        other = offline.get((record.stamp_ns, record.id))
+        node = record.detection
+        other = offline.get((record.stamp_ns, node.id))
         if other is None:
             missing += 1
             continue
-        if (record.valid, record.best_query) == (other.valid, other.best_query):
+        if (node.valid, node.best_query) == (other.valid, other.best_query):
             same += 1
         else:
             differ.append(
                 {
                     "stamp_ns": record.stamp_ns,
-                    "id": record.id,
-                    "node": record.best_query,
+                    "id": node.id,
+                    "node": node.best_query,
                     "offline": other.best_query,
                 }
             )
-        if record.valid and other.valid:
-            max_diff = max(max_diff, abs(record.score - other.score))
+        if node.valid and other.valid:
+            max_diff = max(max_diff, abs(node.score - other.score))
     return {
         "compared": same + len(differ),
         "same_best_query": same,
@@ -294,42 +268,29 @@ OK_RGB, WRONG_RGB = (40, 220, 40), (235, 50, 50)
 
 
 def annotate_frame(
-    image_rgb: np.ndarray, labels: list[LabelledDetection], rows: list[ObjectRow], scale: int = 2
+    image_rgb: np.ndarray, records: list[DetectionRecord], judge: QueryJudge, scale: int = 2
 ) -> np.ndarray:
-    """The node's overlay (core.overlay) of published results, `scale` times larger, plus a verdict per box.
+    """The node's overlay (core.overlay) of one frame's records, `scale` times larger, plus a verdict per box.
 
-    Under each box: "ok" (green) when the best query is true for the object, else "true: <caption>" (red).
+    Under each judged box: "ok" (green) when the best query is true for the object, else
+    "true: <caption>" (red).
     """
     import cv2
 
     from fgclip_ros.core.overlay import draw_overlay
-    from fgclip_ros.core.perception import DetectionResult
 
     height, width = image_rgb.shape[:2]
     big = cv2.resize(image_rgb, (width * scale, height * scale), interpolation=cv2.INTER_CUBIC)
-    boxes = np.asarray([d.box_xyxy for d in labels], np.float64).reshape(-1, 4) * scale
-    results = [
-        DetectionResult(
-            valid=d.valid,
-            rejected_reason=d.rejected_reason,
-            best_index=d.best_index,
-            best_query=d.best_query,
-            score=d.score,
-            probability=d.probability,
-            margin=d.margin,
-        )
-        for d in labels
-    ]
-    canvas = draw_overlay(big, boxes, results)
-    by_id = {r.id: r for r in rows}
+    canvas = draw_overlay(big, [r.detection for r in records], box_scale=scale)
     font_scale = max(0.35, min(1.0, canvas.shape[1] / 1280))
-    for box, detection in zip(boxes, labels, strict=True):
-        row = by_id.get(detection.id)
-        if row is None or row.correct is None or not np.all(np.isfinite(box)):
+    for record in records:
+        correct = bag_metrics.verdict(record, judge)
+        box = np.asarray(record.detection.box_xyxy, np.float64) * scale
+        if correct is None or not np.all(np.isfinite(box)):
             continue
         # Hershey fonts draw ASCII only.
-        text = "ok" if row.correct else f"true: {row.caption}".encode("ascii", "replace").decode()
-        colour = OK_RGB if row.correct else WRONG_RGB
+        text = "ok" if correct else f"true: {record.truth.caption}".encode("ascii", "replace").decode()
+        colour = OK_RGB if correct else WRONG_RGB
         (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
         # Inside the box's bottom edge: the overlay's own label sits above the box (below it at the top edge).
         x = int(np.clip(min(box[0] + 2, canvas.shape[1] - text_w - 3), 0, canvas.shape[1] - 1))

@@ -378,7 +378,7 @@ class _Run:
 
     # ------------------------------------------------------------- 5: Query service
     def query_service(self) -> None:
-        from fgclip_ros.bags.messages import labelled_from_fine_grained, stamp_ns
+        from fgclip_ros.bags.messages import detection_from_message, stamp_ns
         from fgclip_ros.ros.query_client import QueryUnavailable, call_query
 
         started = time.monotonic()
@@ -399,14 +399,14 @@ class _Run:
         if not response.success:
             raise DemoError(f"the Query service refused: {response.message}")
         stamp = stamp_ns(response.header)
-        labels = [labelled_from_fine_grained(d) for d in response.detections]
-        rows = core_demo.rank_service_answer(list(response.queries), labels, self.truths.get(stamp))
+        answer = [detection_from_message(d) for d in response.detections]
+        rows = core_demo.rank_service_answer(list(response.queries), answer, self.truths.get(stamp))
         ranks = [r.rank for r in rows]
         self.service = {
             "frame": self.image_stamps.index(stamp) if stamp in self.image_stamps else None,
             "stamp_ns": stamp,
             "queries": list(response.queries),
-            "detections": len(labels),
+            "detections": len(answer),
             "rows": core_demo.rows_as_dicts(rows),
             "mean_rank": sum(ranks) / len(ranks) if ranks else float("nan"),
             "top1": sum(r == 1 for r in ranks) / len(ranks) if ranks else None,
@@ -442,7 +442,7 @@ class _Run:
         published_queries = list(dict.fromkeys(q for m in self.published for q in m.queries))
         self.judge = QueryJudge(published_queries, self.truth_objects, VOCABULARY)
         frame_of_stamp = {stamp: i for i, stamp in enumerate(self.image_stamps)}
-        self.rows = core_demo.object_rows(records, self.judge, frame_of_stamp)
+        self.objects = core_demo.object_table(records, self.judge, frame_of_stamp)
         self.records = records
         self._timed("evaluation", started)
         return evaluation, records
@@ -464,13 +464,12 @@ class _Run:
         return {"frames": len(labeled), "compared": compared, "agree": agree}
 
     def write_frames(self) -> dict[str, list[str]]:
-        from fgclip_ros.bags.messages import image_to_rgb, labelled_from_fine_grained, stamp_ns
+        from fgclip_ros.bags.messages import image_to_rgb, stamp_ns
         from fgclip_ros.bags.reader import BagReader
         from fgclip_ros.bags.sample import IMAGE_TOPIC
         from fgclip_ros.ros.conversions import image_to_rgb as ros_image_to_rgb
 
         chosen = core_demo.spread([stamp_ns(m.header) for m in self.published], self.options.png_frames)
-        by_stamp = {stamp_ns(m.header): m for m in self.published}
         debug = {stamp_ns(m.header): m for m in self.client.messages("debug")}
         index = {s: i for i, s in enumerate(self.image_stamps)}
         files: dict[str, list[str]] = {"annotated": [], "debug_image": []}
@@ -480,9 +479,8 @@ class _Run:
                 if stamp not in chosen:
                     continue
                 name = f"frame_{index[stamp]:04d}.png"
-                labels = [labelled_from_fine_grained(d) for d in by_stamp[stamp].detections]
-                rows = [r for r in self.rows if r.stamp_ns == stamp]
-                image = core_demo.annotate_frame(image_to_rgb(m.msg, m.msgtype), labels, rows)
+                records = [r for r in self.records if r.stamp_ns == stamp]
+                image = core_demo.annotate_frame(image_to_rgb(m.msg, m.msgtype), records, self.judge)
                 path = core_demo.write_png(self.out / "frames" / f"annotated_{name}", image)
                 files["annotated"].append(str(path.relative_to(self.out)))
                 if stamp in debug:  # the node's own overlay, as it published it
@@ -591,7 +589,7 @@ def run_demo(options: DemoOptions, command: str = "fgclip-demo") -> dict:
         },
         "queries": {"topic": run.queries, "service": run.service["queries"]},
         "evaluation": evaluation,
-        "objects": core_demo.rows_as_dicts(run.rows),
+        "objects": run.objects,
         "service": run.service,
         "labeled_agreement": run.labeled_agreement(),
         "offline": offline,

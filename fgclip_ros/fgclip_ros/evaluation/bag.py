@@ -169,26 +169,6 @@ def _rank(record: DetectionRecord, scores: np.ndarray, cands: _Candidates) -> No
         record.family_predicted[family] = cands.values[idx[best]] if won else record.truth.attributes[family]
 
 
-def labelled_detections(output, ids: list[str], boxes: np.ndarray) -> list[messages.LabelledDetection]:
-    """A PerceptionEngine FrameOutput as one LabelledDetection per input box (the published fields)."""
-    return [
-        messages.LabelledDetection(
-            det_id,
-            tuple(float(v) for v in box),
-            d.valid,
-            d.rejected_reason,
-            d.best_index,
-            d.best_query,
-            d.score,
-            d.probability,
-            d.margin,
-            np.asarray(d.scores, np.float32),
-            rejected_code=int(d.rejected_code),
-        )
-        for d, det_id, box in zip(output.detections, ids, boxes, strict=True)
-    ]
-
-
 @dataclass
 class BagInputs:
     """What an evaluation reads from a bag: topics, ground truth and the query set."""
@@ -261,8 +241,8 @@ def evaluate_published(
     queries: list[str] = []
     for frame, msg in enumerate(published):
         stamp = messages.stamp_ns(msg.header)
-        labels = [messages.labelled_from_fine_grained(d) for d in msg.detections]
-        records += bag_metrics.records_for_frame(frame, stamp, labels, lookup.find(stamp))
+        detections = [messages.detection_from_message(d) for d in msg.detections]
+        records += bag_metrics.records_for_frame(frame, stamp, detections, lookup.find(stamp))
         queries = list(dict.fromkeys(queries + list(msg.queries)))
     truth_objects = [o for t in truths.values() for o in t.objects]
     report = {
@@ -307,7 +287,7 @@ class _HardNegatives:
         wanted = [
             i
             for i, r in enumerate(records)
-            if r.valid and r.truth is not None and r.truth.caption in self.by_caption
+            if r.detection.valid and r.truth is not None and r.truth.caption in self.by_caption
         ]
         if not wanted:
             return
@@ -397,9 +377,9 @@ class _BagRun:
         decoded = time.perf_counter()
         dets = messages.detections_from_msg(pair.detections.msg)
         if self.options.warmup and not self.process_ms:
-            self.engine.process(image, dets.boxes, frame=pair.image_stamp_ns)
+            self.engine.process(image, dets.boxes, frame=pair.image_stamp_ns, ids=dets.ids)
             decoded = time.perf_counter()
-        output = self.engine.process(image, dets.boxes, frame=pair.image_stamp_ns)
+        output = self.engine.process(image, dets.boxes, frame=pair.image_stamp_ns, ids=dets.ids)
         done = time.perf_counter()
         self.decode_ms.append((decoded - start) * 1e3)
         self.process_ms.append((done - decoded) * 1e3)
@@ -408,16 +388,15 @@ class _BagRun:
 
         truth = self.lookup.find(pair.detections_stamp_ns, pair.image_stamp_ns)
         self.frames_with_truth += truth is not None
-        labels = labelled_detections(output, dets.ids, dets.boxes)
         frame_records = bag_metrics.records_for_frame(
-            len(self.process_ms) - 1, pair.image_stamp_ns, labels, truth
+            len(self.process_ms) - 1, pair.image_stamp_ns, output.detections, truth
         )
         self.negatives.rank_latest_frame(frame_records)
         self.records.extend(frame_records)
         if self.out is not None:
-            self.write_outputs(pair, dets, output, labels)
+            self.write_outputs(pair, dets, output)
 
-    def write_outputs(self, pair, dets: messages.Detections, output, labels) -> None:
+    def write_outputs(self, pair, dets: messages.Detections, output) -> None:
         """The node's two outputs for this frame, logged when the later of its inputs was."""
         log_ns = max(pair.image.log_time_ns, pair.detections.log_time_ns)
         store = self.out.typestore
@@ -425,7 +404,7 @@ class _BagRun:
         self.out.write(
             OUTPUT_DETECTIONS_TOPIC,
             messages.make_fine_grained(
-                store, pair.image_stamp_ns, frame_id, self.pipeline.name, output.queries, labels
+                store, pair.image_stamp_ns, frame_id, self.pipeline.name, output.queries, output.detections
             ),
             log_ns,
         )
@@ -453,7 +432,7 @@ class _BagRun:
             "frames_processed": len(self.process_ms),
             "frames_with_ground_truth": self.frames_with_truth,
             "detections": len(self.records),
-            "detections_rejected": sum(not r.valid for r in self.records),
+            "detections_rejected": sum(not r.detection.valid for r in self.records),
             "detections_with_ground_truth": sum(r.truth is not None for r in self.records),
             "ground_truth_frames_in_bag": len(self.inputs.truths),
         }

@@ -3,9 +3,10 @@
 """Metrics of labelled detections against per-frame ground truth (from a bag or from the node).
 
 Inputs are `DetectionRecord`s, one per input detection, built by `records_for_frame` from the
-labels (offline pipeline output or the node's published FineGrainedDetections) and the frame's
-ground truth. Everything here is plain NumPy on those records, so the offline evaluator and the
-demo (which scores what the node published) compute identical numbers the same way.
+engine's `DetectionResult`s (computed offline, or read back from the node's published
+FineGrainedDetections) and the frame's ground truth. Everything here is plain NumPy on those
+records, so the offline evaluator and the demo (which scores what the node published) compute
+identical numbers the same way.
 
 When is a query "true" for an object (QueryJudge)?
 - the query equals the object's caption (case and whitespace ignored), or
@@ -16,12 +17,12 @@ When is a query "true" for an object (QueryJudge)?
 
 import functools
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from fgclip_ros.bags.ground_truth import FrameTruth, ObjectTruth
-from fgclip_ros.bags.messages import LabelledDetection
+from fgclip_ros.core.detection import MATCHED, NO_MATCH, REJECTED, DetectionResult
 from fgclip_ros.evaluation.ranks import chance_mean_rank, mean_rank, median_rank
 from fgclip_ros.evaluation.vocabulary import ARTICLES, Vocabulary
 
@@ -71,21 +72,11 @@ class QueryJudge:
 
 @dataclass
 class DetectionRecord:
-    """One input detection: its label, its ground truth (if matched) and, with attributes, its ranks."""
+    """One input detection of one frame: the engine's result, its ground truth (if matched), its ranks."""
 
-    # The fields are the JSONL schema of the reports, so they are declared here rather than inherited
-    # from LabelledDetection: a field added there must not change the reports, and `scores` stays out.
     frame: int
     stamp_ns: int
-    id: str
-    box_xyxy: list[float]
-    valid: bool
-    rejected_reason: str
-    best_index: int
-    best_query: str
-    score: float
-    probability: float
-    margin: float
+    detection: DetectionResult
     truth: ObjectTruth | None = None
     rank: int | None = None  # true caption among itself + all hard negatives (1 = best)
     rank_candidates: int | None = None
@@ -93,10 +84,45 @@ class DetectionRecord:
     family_candidates: dict[str, int] = field(default_factory=dict)
     family_predicted: dict[str, str] = field(default_factory=dict)  # best-scoring value of the family
 
+    @property
+    def matched(self) -> bool:
+        return self.detection.status == MATCHED
+
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out["truth"] = self.truth.to_dict() if self.truth else None
-        return out
+        """The reports' JSONL row: the detection's published fields (no per-query scores) + evaluation."""
+        d = self.detection
+        return {
+            "frame": self.frame,
+            "stamp_ns": self.stamp_ns,
+            "id": d.id,
+            "box_xyxy": [float(v) for v in d.box_xyxy],
+            "valid": bool(d.valid),
+            "rejected_reason": d.rejected_reason,
+            "best_index": int(d.best_index),
+            "best_query": d.best_query,
+            "score": float(d.score),
+            "probability": float(d.probability),
+            "margin": float(d.margin),
+            "truth": self.truth.to_dict() if self.truth else None,
+            "rank": self.rank,
+            "rank_candidates": self.rank_candidates,
+            "family_ranks": dict(self.family_ranks),
+            "family_candidates": dict(self.family_candidates),
+            "family_predicted": dict(self.family_predicted),
+        }
+
+
+def verdict(record: DetectionRecord, judge: QueryJudge) -> bool | None:
+    """Is the best query true for the object? None when not judged.
+
+    Not judged: no ground truth, or no evaluable query describes the object. Rejected boxes and
+    boxes without a match are wrong (misses).
+    """
+    truth = record.truth
+    if truth is None or not any(judge.is_true(q, truth) for q in judge.evaluable):
+        return None
+    best = record.detection.best_query
+    return record.matched and best in judge.evaluable and judge.is_true(best, truth)
 
 
 def _iou(a, b) -> float:
@@ -107,18 +133,18 @@ def _iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def match_truth(labels: list[LabelledDetection], truth: FrameTruth | None) -> list[ObjectTruth | None]:
+def match_truth(detections: list[DetectionResult], truth: FrameTruth | None) -> list[ObjectTruth | None]:
     """Ground-truth object of each detection: same id, else (ids empty/unknown) greedy IoU >= 0.5."""
     if truth is None:
-        return [None] * len(labels)
+        return [None] * len(detections)
     by_id = {o.id: o for o in truth.objects if o.id}
-    matched: list[ObjectTruth | None] = [by_id.get(d.id) if d.id else None for d in labels]
+    matched: list[ObjectTruth | None] = [by_id.get(d.id) if d.id else None for d in detections]
     used = {id(o) for o in matched if o is not None}
     free = [o for o in truth.objects if id(o) not in used and o.box_xyxy is not None]
     pairs = sorted(
         (
             (_iou(d.box_xyxy, o.box_xyxy), i, k)
-            for i, d in enumerate(labels)
+            for i, d in enumerate(detections)
             if matched[i] is None
             for k, o in enumerate(free)
         ),
@@ -135,24 +161,11 @@ def match_truth(labels: list[LabelledDetection], truth: FrameTruth | None) -> li
 
 
 def records_for_frame(
-    frame: int, stamp_ns: int, labels: list[LabelledDetection], truth: FrameTruth | None
+    frame: int, stamp_ns: int, detections: list[DetectionResult], truth: FrameTruth | None
 ) -> list[DetectionRecord]:
     return [
-        DetectionRecord(
-            frame=frame,
-            stamp_ns=stamp_ns,
-            id=d.id,
-            box_xyxy=[float(v) for v in d.box_xyxy],
-            valid=bool(d.valid),
-            rejected_reason=d.rejected_reason,
-            best_index=int(d.best_index),
-            best_query=d.best_query,
-            score=float(d.score),
-            probability=float(d.probability),
-            margin=float(d.margin),
-            truth=t,
-        )
-        for d, t in zip(labels, match_truth(labels, truth), strict=True)
+        DetectionRecord(frame=frame, stamp_ns=stamp_ns, detection=d, truth=t)
+        for d, t in zip(detections, match_truth(detections, truth), strict=True)
     ]
 
 
@@ -162,30 +175,31 @@ def _ratio(num: int, den: int) -> float | None:
 
 def labels_table(records: list[DetectionRecord], queries: list[str]) -> list[dict]:
     """Per query: how often it was the best match, mean score/probability; + no-match and rejected rows."""
+    detections = [r.detection for r in records]
     rows = []
     for query in queries:
-        hits = [r for r in records if r.valid and r.best_index >= 0 and r.best_query == query]
+        hits = [d for d in detections if d.status == MATCHED and d.best_query == query]
         rows.append(
             {
                 "query": query,
                 "best_count": len(hits),
-                "mean_score": float(np.mean([r.score for r in hits])) if hits else None,
-                "mean_probability": float(np.mean([r.probability for r in hits])) if hits else None,
+                "mean_score": float(np.mean([d.score for d in hits])) if hits else None,
+                "mean_probability": float(np.mean([d.probability for d in hits])) if hits else None,
             }
         )
-    no_match = [r for r in records if r.valid and r.best_index < 0]
+    no_match = [d for d in detections if d.status == NO_MATCH]
     rows.append(
         {
             "query": "(no query reached min_score)",
             "best_count": len(no_match),
-            "mean_score": float(np.mean([r.score for r in no_match])) if no_match else None,
+            "mean_score": float(np.mean([d.score for d in no_match])) if no_match else None,
             "mean_probability": None,
         }
     )
     rows.append(
         {
             "query": "(box rejected)",
-            "best_count": sum(not r.valid for r in records),
+            "best_count": sum(d.status == REJECTED for d in detections),
             "mean_score": None,
             "mean_probability": None,
         }
@@ -197,15 +211,13 @@ def accuracy_metrics(records: list[DetectionRecord], judge: QueryJudge) -> dict:
     """Per-query precision/recall/accuracy (one-vs-rest) of the best match, and overall top-1 accuracy.
 
     Over every detection with ground truth (rejected boxes included: they are misses).
-    top-1 accuracy counts the detections for which at least one evaluable query is true.
+    top-1 accuracy counts the detections for which at least one evaluable query is true (`verdict`).
     """
     evaluated = [r for r in records if r.truth is not None]
     per_query = []
     for query in judge.evaluable:
         actual = np.array([judge.is_true(query, r.truth) for r in evaluated], bool)
-        predicted = np.array(
-            [r.valid and r.best_index >= 0 and r.best_query == query for r in evaluated], bool
-        )
+        predicted = np.array([r.matched and r.detection.best_query == query for r in evaluated], bool)
         tp, fp = int((actual & predicted).sum()), int((~actual & predicted).sum())
         fn, tn = int((actual & ~predicted).sum()), int((~actual & ~predicted).sum())
         per_query.append(
@@ -222,22 +234,15 @@ def accuracy_metrics(records: list[DetectionRecord], judge: QueryJudge) -> dict:
                 "accuracy": _ratio(tp + tn, len(evaluated)),
             }
         )
-    answerable = [r for r in evaluated if any(judge.is_true(q, r.truth) for q in judge.evaluable)]
-    correct = [
-        r
-        for r in answerable
-        if r.valid
-        and r.best_index >= 0
-        and r.best_query in judge.evaluable
-        and judge.is_true(r.best_query, r.truth)
-    ]
+    verdicts = [(r, verdict(r, judge)) for r in evaluated]
+    answerable = [r for r, v in verdicts if v is not None]
     return {
         "detections_with_ground_truth": len(evaluated),
         "answerable": len(answerable),
-        "correct": len(correct),
-        "top1_accuracy": _ratio(len(correct), len(answerable)),
-        "no_match": sum(r.valid and r.best_index < 0 for r in answerable),
-        "rejected": sum(not r.valid for r in answerable),
+        "correct": sum(v is True for _, v in verdicts),
+        "top1_accuracy": _ratio(sum(v is True for _, v in verdicts), len(answerable)),
+        "no_match": sum(r.detection.status == NO_MATCH for r in answerable),
+        "rejected": sum(r.detection.status == REJECTED for r in answerable),
         "evaluable_queries": judge.evaluable,
         "unevaluable_queries": judge.unevaluable,
         "per_query": per_query,
@@ -284,7 +289,8 @@ def ranking_metrics(
     }
 
 
-def _percentiles(values: list[float]) -> dict:
+def percentiles(values: list[float]) -> dict:
+    """p50, p99, mean and max of a latency list (all None when empty)."""
     if not values:
         return {"p50": None, "p99": None, "mean": None, "max": None}
     arr = np.asarray(values, np.float64)
@@ -298,9 +304,9 @@ def timing_metrics(decode_ms: list[float], process_ms: list[float], detections: 
     total_s = sum(frame_ms) / 1000.0
     return {
         "frames": len(frame_ms),
-        "decode_ms": _percentiles(decode_ms),
-        "process_ms": _percentiles(process_ms),
-        "frame_ms": _percentiles(frame_ms),
+        "decode_ms": percentiles(decode_ms),
+        "process_ms": percentiles(process_ms),
+        "frame_ms": percentiles(frame_ms),
         "throughput_fps": len(frame_ms) / total_s if total_s > 0 else None,
         "detections_per_s": sum(detections) / total_s if total_s > 0 else None,
     }

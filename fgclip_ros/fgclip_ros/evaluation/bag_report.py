@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fgclip_ros.evaluation.plots import pyplot, save_png
+
 MAX_TABLE_ROWS = 40
 
 
@@ -35,17 +37,8 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
     return lines
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_latency(process_ms: list[float], path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.2))
     if process_ms:
         ax.plot(np.arange(len(process_ms)), process_ms, ".-", lw=0.8, ms=3, label="scoring")
@@ -56,13 +49,11 @@ def plot_latency(process_ms: list[float], path: Path) -> None:
     ax.set_xlabel("processed frame")
     ax.set_ylabel("latency [ms]")
     ax.set_title("latency per frame")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def plot_rank_histogram(ranking: dict, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     hist = {int(k): v for k, v in ranking["histogram"].items()}
     fig, ax = plt.subplots(figsize=(7, 3.2))
     ranks = np.arange(1, max(max(hist), int(round(ranking["mean_candidates"]))) + 1)
@@ -75,13 +66,11 @@ def plot_rank_histogram(ranking: dict, path: Path) -> None:
     ax.set_ylabel("objects")
     ax.set_title("true caption vs hard negatives (one attribute changed)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def plot_confusion(confusion: dict, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     families = list(confusion)
     fig, axes = plt.subplots(1, len(families), figsize=(4.2 * len(families), 4.4), squeeze=False)
     for ax, family in zip(axes[0], families, strict=True):
@@ -107,9 +96,7 @@ def plot_confusion(confusion: dict, path: Path) -> None:
         ax.set_ylabel("true")
         ax.set_title(family)
     fig.suptitle("attribute confusion (best-scoring value, other attributes kept)")
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path, rect=(0, 0, 1, 0.93))
 
 
 def markdown_summary(report: dict, images: dict[str, str]) -> str:

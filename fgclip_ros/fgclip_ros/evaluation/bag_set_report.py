@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fgclip_ros.evaluation.bag_report import _pct, _plt, _table, json_default
+from fgclip_ros.evaluation.bag_metrics import percentiles
+from fgclip_ros.evaluation.bag_report import _pct, _table, json_default
+from fgclip_ros.evaluation.plots import pyplot, save_png
 from fgclip_ros.evaluation.ranks import median_rank
 
 COUNT_KEYS = (
@@ -29,14 +31,6 @@ COUNT_KEYS = (
     "detections_rejected",
     "detections_with_ground_truth",
 )
-
-
-def _percentiles(values: list[float]) -> dict:
-    if not values:
-        return {"p50": None, "p99": None, "mean": None, "max": None}
-    arr = np.asarray(values, np.float64)
-    p50, p99 = np.percentile(arr, [50, 99])
-    return {"p50": float(p50), "p99": float(p99), "mean": float(arr.mean()), "max": float(arr.max())}
 
 
 def overall(entries: list[dict]) -> dict:
@@ -77,7 +71,7 @@ def overall(entries: list[dict]) -> dict:
         if accuracy
         else None,
         "ranking": ranking,
-        "process_ms": _percentiles([ms for e in ok for ms in e["process_ms"]]),
+        "process_ms": percentiles([ms for e in ok for ms in e["process_ms"]]),
     }
 
 
@@ -96,7 +90,7 @@ def _label(entry: dict) -> str:
 
 
 def plot_accuracy(entries: list[dict], total: dict, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(entries) + 2), 3.4))
     values = [e["accuracy"]["top1_accuracy"] if e["accuracy"] else np.nan for e in entries]
     colors = ["tab:red" if e["status"] == "failed" else "tab:blue" for e in entries]
@@ -114,13 +108,11 @@ def plot_accuracy(entries: list[dict], total: dict, path: Path) -> None:
     ax.set_ylim(0, 1)
     ax.set_ylabel("top-1 accuracy")
     ax.set_title("top-1 accuracy per bag (red: failed)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def plot_ranks(entries: list[dict], total: dict, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(entries) + 2), 3.4))
     values = [e["ranking"]["mean_rank"] if e["ranking"] else np.nan for e in entries]
     ax.bar(range(len(entries)), np.nan_to_num(values), color="tab:blue")
@@ -134,13 +126,11 @@ def plot_ranks(entries: list[dict], total: dict, path: Path) -> None:
     ax.set_xticks(range(len(entries)), [_label(e) for e in entries], rotation=45, ha="right", fontsize=7)
     ax.set_ylabel("mean rank (1 = best)")
     ax.set_title("true caption vs hard negatives: mean rank per bag")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def plot_latency(entries: list[dict], path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     ok = [e for e in entries if e["status"] == "ok" and e["process_ms"]]
     fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(ok) + 3), 3.4))
     if ok:
@@ -151,13 +141,11 @@ def plot_latency(entries: list[dict], path: Path) -> None:
         )
     ax.set_ylabel("scoring latency per frame [ms]")
     ax.set_title("latency distribution per bag and overall")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def plot_counts(entries: list[dict], path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(entries) + 2), 3.4))
     x = np.arange(len(entries))
     bottom = np.zeros(len(entries))
@@ -177,9 +165,7 @@ def plot_counts(entries: list[dict], path: Path) -> None:
     ax.set_ylabel("messages")
     ax.set_title("frames per bag: processed, unpaired, skipped")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def _rank(ranking) -> str:

@@ -1,6 +1,9 @@
 # Copyright 2026 The fgclip_ros authors
 # SPDX-License-Identifier: Apache-2.0
-"""PNG charts of FG-OVD results: mean rank per split, one bar per scoring variant."""
+"""PNG charts: FG-OVD mean rank per split, and the helpers every evaluation chart uses.
+
+One bar per scoring variant; headless pyplot and one way to save a PNG for the bag reports too.
+"""
 
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,16 +13,32 @@ import numpy as np
 from fgclip_ros.evaluation.ranks import SPLITS
 
 
-def plot_mean_ranks(results: Mapping, path: Path | str, title: str = "") -> Path:
-    """Grouped bars of the mean rank per split (lower is better) for each variant, chance as ticks.
-
-    ``results`` maps variant name -> ``VariantResult`` (or its ``to_dict()``).
-    """
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: charts are written on machines without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_png(fig, path: Path | str, dpi: float | None = 110, rect=None) -> Path:
+    """Lay out, write and close ``fig`` (``dpi`` None: the figure's own); the folder is created."""
+    fig.tight_layout(**({} if rect is None else {"rect": rect}))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi="figure" if dpi is None else dpi)
+    pyplot().close(fig)
+    return path
+
+
+def plot_mean_ranks(results: Mapping, path: Path | str, title: str = "") -> Path:
+    """Grouped bars of the mean rank per split (lower is better) for each variant, chance as ticks.
+
+    ``results`` maps variant name -> ``VariantResult`` (or its ``to_dict()``).
+    """
+    plt = pyplot()
     rows = {name: (r if isinstance(r, dict) else r.to_dict()) for name, r in results.items()}
     splits = [s for s in SPLITS if any(s in r["splits"] for r in rows.values())]
     x = np.arange(len(splits))
@@ -44,9 +63,4 @@ def plot_mean_ranks(results: Mapping, path: Path | str, title: str = "") -> Path
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(3, len(rows) + 1),
               frameon=False)
     ax.set_ylim(0, max([c for c in chance if np.isfinite(c)] + [highest]) * 1.18)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=None)

@@ -11,9 +11,10 @@ from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
 from fgclip_msgs.msg import FineGrainedDetection, FineGrainedDetections
+from fgclip_ros.core.detection import DetectionResult
 from fgclip_ros.core.image_codec import DEFAULT_MAX_IMAGE_PIXELS, decode_compressed, decode_raw, encode_rgb8
 from fgclip_ros.core.msg_fields import bbox_xyxy, stamp_ns  # noqa: F401 - stamp_ns: the node calls it here
-from fgclip_ros.core.perception import DetectionResult, FrameOutput
+from fgclip_ros.core.perception import FrameOutput
 
 
 def image_to_rgb(msg: Image | CompressedImage, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:

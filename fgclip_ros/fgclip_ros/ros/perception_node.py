@@ -506,8 +506,9 @@ class PerceptionNode(LifecycleNode):
             self._warnings.warn(f"image_{exc.reason}", f"dropped an image: {exc.detail}")
             return
         boxes = conversions.detections_to_boxes(detections_msg)
+        ids = [detection.id for detection in detections_msg.detections]
         try:
-            output = engine.process(image, boxes, frame=(image_msg.header, detections_msg))
+            output = engine.process(image, boxes, frame=(image_msg.header, detections_msg), ids=ids)
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the node
             self._warnings.warn("processing_error", f"dropped a frame: {type(exc).__name__}: {exc}")
             return
@@ -520,11 +521,11 @@ class PerceptionNode(LifecycleNode):
                 kind = detection.rejected_reason.split("(")[0].strip().replace(" ", "_") or "rejected"
                 self._warnings.warn(f"box_{kind}", f"rejected a box: {detection.rejected_reason}")
         try:
-            self._publish(output, image, boxes, image_msg.header, detections_msg, engine)
+            self._publish(output, image, image_msg.header, detections_msg, engine)
         except Exception as exc:  # noqa: BLE001 - e.g. a publisher destroyed by a concurrent cleanup
             self._warnings.warn("publish_error", f"could not publish a frame's results: {exc}")
 
-    def _publish(self, output, image, boxes, image_header, detections_msg, engine) -> None:
+    def _publish(self, output, image, image_header, detections_msg, engine) -> None:
         publishers = self._outputs
         if not publishers:
             return
@@ -541,7 +542,7 @@ class PerceptionNode(LifecycleNode):
             from fgclip_ros.core.overlay import draw_overlay
 
             debug.publish(
-                conversions.rgb_to_image(draw_overlay(image, boxes, output.detections), image_header)
+                conversions.rgb_to_image(draw_overlay(image, output.detections), image_header)
             )
 
     # ================================================================== Query service

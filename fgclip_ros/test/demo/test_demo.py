@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from fgclip_ros.bags.ground_truth import FrameTruth, ObjectTruth
-from fgclip_ros.bags.messages import LabelledDetection
+from fgclip_ros.core.detection import DetectionResult
 from fgclip_ros.demo import offline as core_demo
 from fgclip_ros.evaluation.bag_metrics import QueryJudge, accuracy_metrics, records_for_frame
 from fgclip_ros.ros import private_graph
@@ -310,25 +310,41 @@ def test_free_text_ground_truth_gets_its_caption_only():
     assert queries == ["a dented aluminium can"]
 
 
-def test_object_rows_count_exactly_what_accuracy_metrics_counts():
+def _detection(det_id, box, valid, reason, best_index, best_query, score, probability, margin, scores):
+    return DetectionResult(
+        valid=valid,
+        rejected_reason=reason,
+        best_index=best_index,
+        best_query=best_query,
+        score=score,
+        probability=probability,
+        margin=margin,
+        scores=scores,
+        id=det_id,
+        box_xyxy=box,
+    )
+
+
+def test_object_table_counts_exactly_what_accuracy_metrics_counts():
     mug = ObjectSpec("mug", "red", "ceramic", "plain", "opaque")
     can = ObjectSpec("can", "blue", "metal", "striped", "opaque")
     truth = FrameTruth(5, [_truth(mug, "m"), _truth(can, "c"), _truth(mug, "r")])
     queries = core_demo.topic_queries(truth.objects)
-    labels = [
-        LabelledDetection("m", (0, 0, 10, 10), True, "", 0, mug.caption(), 0.9, 0.5, 0.1, np.zeros(0)),
-        LabelledDetection("c", (0, 0, 10, 10), True, "", 1, queries[1], 0.8, 0.4, 0.1, np.zeros(0)),
-        LabelledDetection("r", (0, 0, 10, 10), False, "zero size", -1, "", 0.0, 0.0, 0.0, np.zeros(0)),
-        LabelledDetection("?", (50, 50, 60, 60), True, "", 0, mug.caption(), 0.9, 0.5, 0.1, np.zeros(0)),
+    detections = [
+        _detection("m", (0, 0, 10, 10), True, "", 0, mug.caption(), 0.9, 0.5, 0.1, np.zeros(0)),
+        _detection("c", (0, 0, 10, 10), True, "", 1, queries[1], 0.8, 0.4, 0.1, np.zeros(0)),
+        _detection("r", (0, 0, 10, 10), False, "zero size", -1, "", 0.0, 0.0, 0.0, np.zeros(0)),
+        _detection("?", (50, 50, 60, 60), True, "", 0, mug.caption(), 0.9, 0.5, 0.1, np.zeros(0)),
     ]
-    records = records_for_frame(0, 5, labels, truth)
+    records = records_for_frame(0, 5, detections, truth)
     judge = QueryJudge(queries, truth.objects, VOCABULARY)
-    rows = core_demo.object_rows(records, judge, {5: 7})
-    assert [r.correct for r in rows] == [True, False, False, None]
-    assert [r.status for r in rows] == ["matched", "matched", "rejected", "matched"]
-    assert rows[0].frame == 7 and rows[3].caption is None
+    rows = core_demo.object_table(records, judge, {5: 7})
+    assert [r["correct"] for r in rows] == [True, False, False, None]
+    assert [r["status"] for r in rows] == ["matched", "matched", "rejected", "matched"]
+    assert rows[0]["frame"] == 7 and rows[3]["caption"] is None
     metrics = accuracy_metrics(records, judge)
-    assert core_demo.accuracy_of_rows(rows) == metrics["top1_accuracy"] == pytest.approx(1 / 3)
+    judged = [r["correct"] for r in rows if r["correct"] is not None]
+    assert sum(judged) / len(judged) == metrics["top1_accuracy"] == pytest.approx(1 / 3)
 
 
 def test_service_answer_ranks_each_true_caption_among_its_own_hard_negatives():
@@ -340,7 +356,7 @@ def test_service_answer_ranks_each_true_caption_among_its_own_hard_negatives():
     )
     scores = np.linspace(0.0, 1.0, len(queries)).astype(np.float32)  # the last negative scores best
     answer = [
-        LabelledDetection("v", (0, 0, 10, 10), True, "", len(queries) - 1, queries[-1], 1.0, 0.1, 0.0, scores)
+        _detection("v", (0, 0, 10, 10), True, "", len(queries) - 1, queries[-1], 1.0, 0.1, 0.0, scores)
     ]
     (row,) = core_demo.rank_service_answer(queries, answer, truth)
     assert (row.rank, row.candidates, row.hardest_negative) == (len(queries), len(queries), queries[-1])

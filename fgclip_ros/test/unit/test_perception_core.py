@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from graph_harness import BLUE_QUERY, RED_QUERY, build_known_answer_model, two_colour_scene
 
+from fgclip_ros.core.detection import DetectionResult
 from fgclip_ros.core.overlay import MATCHED_RGB, REJECTED_RGB, draw_overlay
-from fgclip_ros.core.perception import REASON_OVER_LIMIT, DetectionResult, PerceptionEngine
+from fgclip_ros.core.perception import REASON_OVER_LIMIT, PerceptionEngine
 from fgclip_ros.core.query_text import QueryError, parse_queries_text, validate_queries
 from fgclip_ros.core.rate_limit import CountedWarnings
 from fgclip_ros.core.stats import RateLatencyStats
@@ -35,6 +36,38 @@ def test_engine_scores_each_box_and_reports_rejected_ones(engine):
     assert not nan_box.valid and nan_box.rejected_reason
     assert not over.valid and over.rejected_reason.startswith(REASON_OVER_LIMIT)
     assert output.queries == [RED_QUERY, BLUE_QUERY] and output.frame == "f1"
+
+
+def test_each_result_carries_its_input_detection_id_and_box_also_when_rescored(engine):
+    # One record from engine to message, report and overlay: the id and box come with the scores.
+    image, boxes, _ = two_colour_scene()
+    all_boxes = np.array([boxes[0], (np.nan, 0, 5, 5), boxes[1]], np.float64)
+    output = engine.process(image, all_boxes, ids=["red-1", "nan-2", "blue-3"])
+    assert [d.id for d in output.detections] == ["red-1", "nan-2", "blue-3"]
+    assert [d.status for d in output.detections] == ["matched", "rejected", "matched"]
+    np.testing.assert_array_equal(np.array([d.box_xyxy for d in output.detections]), all_boxes)
+    rescored = engine.score_latest([BLUE_QUERY, RED_QUERY])
+    assert [d.id for d in rescored.detections] == ["red-1", "nan-2", "blue-3"]
+    with pytest.raises(ValueError, match="2 ids for 3 boxes"):
+        engine.process(image, all_boxes, ids=["a", "b"])
+
+
+def test_a_published_detection_reads_back_as_the_same_record(engine):
+    # What the bag evaluator writes (rosbags FineGrainedDetections) is what the demo and the evaluator read.
+    from fgclip_ros.bags.messages import detection_from_message, make_fine_grained
+    from fgclip_ros.bags.typestore import project_typestore
+
+    image, boxes, _ = two_colour_scene()
+    all_boxes = np.array([boxes[0], (5, 5, 2, 2), boxes[1]], np.float64)
+    output = engine.process(image, all_boxes, ids=["a", "b", "c"])
+    msg = make_fine_grained(project_typestore(), 7, "camera", "model", output.queries, output.detections)
+    for sent, got in zip(output.detections, (detection_from_message(d) for d in msg.detections), strict=True):
+        assert (got.id, got.valid, got.status, got.rejected_reason, got.rejected_code, got.best_query) == (
+            sent.id, sent.valid, sent.status, sent.rejected_reason, sent.rejected_code, sent.best_query
+        )
+        np.testing.assert_allclose(got.box_xyxy, sent.box_xyxy)
+        np.testing.assert_allclose(got.scores, sent.scores)
+        assert got.score == pytest.approx(sent.score) and got.margin == pytest.approx(sent.margin)
 
 
 def test_engine_rescores_the_latest_frame_against_other_queries(engine):
@@ -147,13 +180,18 @@ def test_rate_and_latency_percentiles_over_the_window():
 # ----------------------------------------------------------------------------- overlay
 def test_overlay_draws_boxes_in_their_state_colour():
     image = np.zeros((60, 80, 3), np.uint8)
-    boxes = np.array([[10, 20, 40, 50], [50, 20, 70, 50], [np.nan, 0, 1, 1]], np.float64)
     detections = [
-        DetectionResult(valid=True, best_index=0, best_query="ein rotes Objekt ✓", probability=0.9),
-        DetectionResult(valid=False, rejected_reason="fully outside the image"),
-        DetectionResult(valid=False, rejected_reason="non-finite coordinates"),
+        DetectionResult(
+            valid=True,
+            best_index=0,
+            best_query="ein rotes Objekt ✓",
+            probability=0.9,
+            box_xyxy=(10, 20, 40, 50),
+        ),
+        DetectionResult(valid=False, rejected_reason="fully outside the image", box_xyxy=(50, 20, 70, 50)),
+        DetectionResult(valid=False, rejected_reason="non-finite coordinates", box_xyxy=(np.nan, 0, 1, 1)),
     ]
-    overlay = draw_overlay(image, boxes, detections)
+    overlay = draw_overlay(image, detections)
     assert overlay.shape == image.shape and not np.shares_memory(overlay, image)
     assert (overlay[30:45, 10] == MATCHED_RGB).all(axis=1).any()
     assert (overlay[30:45, 50] == REJECTED_RGB).all(axis=1).any()
