@@ -143,26 +143,6 @@ def make_string(store: Typestore, text: str):
 
 
 # --- fgclip_ros outputs ------------------------------------------------------------------------
-def detection_from_message(det) -> DetectionResult:
-    """A FineGrainedDetection (rosbags or rclpy message: same field names) as the engine's record.
-
-    ``probs`` stays empty (the message does not carry them); ``rejected_code`` follows from the
-    reason, as the node derives it, so bags recorded before the field existed read the same.
-    """
-    return DetectionResult(
-        valid=bool(det.valid),
-        rejected_reason=det.rejected_reason,
-        best_index=int(det.best_index),
-        best_query=det.best_query,
-        score=float(det.score),
-        probability=float(det.probability),
-        margin=float(det.margin),
-        scores=np.asarray(det.scores, np.float32),
-        id=det.id,
-        box_xyxy=bbox_xyxy(det.bbox),
-    )
-
-
 def make_fine_grained(
     store: Typestore,
     stamp: int,

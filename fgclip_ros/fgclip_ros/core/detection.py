@@ -49,6 +49,19 @@ class DetectionResult:
             return REJECTED
         return MATCHED if self.best_index >= 0 else NO_MATCH
 
+    def summary(self) -> dict:
+        """The published scalar fields as JSON types (reports, ``fgclip-query --json``): no box, no scores."""
+        return {
+            "valid": bool(self.valid),
+            "rejected_code": int(self.rejected_code),
+            "rejected_reason": self.rejected_reason,
+            "best_index": int(self.best_index),
+            "best_query": self.best_query,
+            "score": float(self.score),
+            "probability": float(self.probability),
+            "margin": float(self.margin),
+        }
+
     def ranked(self, min_score: float, top_k: int = 0) -> list[tuple[int, float]]:
         """(query index, probability) of the queries reaching ``min_score``, most probable first."""
         if not self.valid or self.scores.size == 0:

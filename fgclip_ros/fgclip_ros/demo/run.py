@@ -378,7 +378,7 @@ class _Run:
 
     # ------------------------------------------------------------- 5: Query service
     def query_service(self) -> None:
-        from fgclip_ros.bags.messages import detection_from_message, stamp_ns
+        from fgclip_ros.core.msg_fields import detection_from_message, stamp_ns
         from fgclip_ros.ros.query_client import QueryUnavailable, call_query
 
         started = time.monotonic()

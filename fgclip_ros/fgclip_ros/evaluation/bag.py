@@ -36,6 +36,7 @@ from fgclip_ros.bags.reader import BagReader, BagTopicError
 from fgclip_ros.bags.writer import BagWriter
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.core.image_codec import ImageDecodeError
+from fgclip_ros.core.msg_fields import detection_from_message
 from fgclip_ros.core.perception import PerceptionEngine
 from fgclip_ros.core.sync import StampSync
 from fgclip_ros.evaluation import bag_metrics
@@ -241,7 +242,7 @@ def evaluate_published(
     queries: list[str] = []
     for frame, msg in enumerate(published):
         stamp = messages.stamp_ns(msg.header)
-        detections = [messages.detection_from_message(d) for d in msg.detections]
+        detections = [detection_from_message(d) for d in msg.detections]
         records += bag_metrics.records_for_frame(frame, stamp, detections, lookup.find(stamp))
         queries = list(dict.fromkeys(queries + list(msg.queries)))
     truth_objects = [o for t in truths.values() for o in t.objects]

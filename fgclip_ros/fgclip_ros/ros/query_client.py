@@ -8,6 +8,7 @@ import math
 import time
 
 from fgclip_msgs.srv import Query
+from fgclip_ros.core.msg_fields import detection_from_message
 
 DEFAULT_SERVICE = "/fgclip_perception/query"
 NODE_MIN_SCORE = math.nan  # Query.min_score meaning "the node's min_score"
@@ -86,14 +87,7 @@ def response_to_dict(response: Query.Response) -> dict:
             {
                 "id": d.id,
                 "bbox": _bbox(d.bbox),
-                "valid": bool(d.valid),
-                "rejected_code": int(d.rejected_code),
-                "rejected_reason": d.rejected_reason,
-                "best_index": int(d.best_index),
-                "best_query": d.best_query,
-                "score": float(d.score),
-                "probability": float(d.probability),
-                "margin": float(d.margin),
+                **detection_from_message(d).summary(),
                 "scores": [float(s) for s in d.scores],
             }
             for d in response.detections

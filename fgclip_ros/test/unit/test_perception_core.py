@@ -54,8 +54,9 @@ def test_each_result_carries_its_input_detection_id_and_box_also_when_rescored(e
 
 def test_a_published_detection_reads_back_as_the_same_record(engine):
     # What the bag evaluator writes (rosbags FineGrainedDetections) is what the demo and the evaluator read.
-    from fgclip_ros.bags.messages import detection_from_message, make_fine_grained
+    from fgclip_ros.bags.messages import make_fine_grained
     from fgclip_ros.bags.typestore import project_typestore
+    from fgclip_ros.core.msg_fields import detection_from_message
 
     image, boxes, _ = two_colour_scene()
     all_boxes = np.array([boxes[0], (5, 5, 2, 2), boxes[1]], np.float64)
