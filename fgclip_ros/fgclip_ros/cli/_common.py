@@ -6,9 +6,10 @@ import argparse
 import logging
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from fgclip_ros.core.device import DEVICE_HELP
 from fgclip_ros.core.errors import FgclipError
 
 EXIT_OK = 0
@@ -43,6 +44,26 @@ def show_info_logs() -> None:
     """Our INFO lines (progress, model, provider) on stderr; other libraries stay at WARNING."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("fgclip_ros").setLevel(logging.INFO)
+
+
+def add_encoder_arguments(parser, defaults: Mapping | None = None, backend_help: str = "") -> None:
+    """--template, --device, --dtype, --backend, --quantize: how a tool runs a manifest's model.
+
+    `parser`: a parser or an argument group; `defaults`: parameter values by name (fgclip-eval-bag:
+    the node's parameter file), else the node's own defaults; `backend_help`: what auto means here.
+    """
+    from fgclip_ros.export.deploy import BACKENDS, QUANTIZE_MODES  # torch: only for the tools that use it
+
+    d = defaults or {}
+    parser.add_argument("--template", default=None,
+                        help="prompt template with {} for each text (default: the manifest's)")
+    parser.add_argument("--device", default=d.get("device", "auto"),
+                        help=f"{DEVICE_HELP} (default: %(default)s)")
+    parser.add_argument("--dtype", default=d.get("dtype", "fp32"), choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--backend", default=d.get("backend", "auto"), choices=BACKENDS,
+                        help=f"{backend_help} (default: %(default)s)".lstrip())
+    parser.add_argument("--quantize", default=d.get("quantize", "auto"), choices=QUANTIZE_MODES,
+                        help="int8 image graph on ONNX Runtime's CPU provider (default: %(default)s)")
 
 
 def out_folder(*file_suffixes: str) -> Callable[[str], Path]:

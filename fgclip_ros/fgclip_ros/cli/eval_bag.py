@@ -19,9 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgclip_ros.cli._common import describe_io, run_main
+from fgclip_ros.cli._common import add_encoder_arguments, describe_io, run_main
 from fgclip_ros.core.errors import FgclipError
-from fgclip_ros.export.deploy import BACKENDS, DEFAULT_INTRA_OP_THREADS, QUANTIZE_MODES
+from fgclip_ros.export.deploy import DEFAULT_INTRA_OP_THREADS
 from fgclip_ros.ros.param_file import installed_node_params, nested
 
 
@@ -89,20 +89,13 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, defaults: dict | N
         action="store_true",
         help="add every ground-truth caption of the bag as a query",
     )
-    queries.add_argument("--template", default=None, help="prompt template with {} (default: the manifest's)")
     model = parser.add_argument_group("model (defaults: config/perception.yaml)")
     model.add_argument(
         "--model",
         default=d.get("model", "openai-vit-b-16"),
         help="manifest name or path to a manifest .yaml (default: %(default)s)",
     )
-    model.add_argument(
-        "--device", default=d.get("device", "auto"), help="auto, cpu, cuda, cuda:N (default: %(default)s)"
-    )
-    model.add_argument("--dtype", default=d.get("dtype", "fp32"), choices=("fp32", "fp16", "bf16"))
-    model.add_argument("--backend", default=d.get("backend", "auto"), choices=BACKENDS)
-    model.add_argument("--quantize", default=d.get("quantize", "auto"), choices=QUANTIZE_MODES,
-                       help="int8 image graph on ONNX Runtime's CPU provider (default: %(default)s)")
+    add_encoder_arguments(model, d)
     model.add_argument("--intra-op-threads", type=int,
                        default=int(d.get("intra_op_threads", DEFAULT_INTRA_OP_THREADS)),
                        help="ONNX Runtime threads per session, 0 = one per core (default: %(default)s)")

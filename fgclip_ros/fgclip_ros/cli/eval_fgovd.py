@@ -19,10 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from fgclip_ros.cli._common import describe_io, out_folder, run_main
-from fgclip_ros.core.device import DEVICE_HELP, resolve_device
+from fgclip_ros.cli._common import add_encoder_arguments, describe_io, out_folder, run_main
+from fgclip_ros.core.device import resolve_device
 from fgclip_ros.core.errors import FgclipError
-from fgclip_ros.export.deploy import BACKENDS, QUANTIZE_MODES
 
 REPORT_FILE, CHART_FILE = "report.json", "ranks.png"  # in --out, as fgclip-eval-bag(s) name theirs
 
@@ -43,15 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated subset of the splits found (default: all)")
     parser.add_argument("--compare-cosine", action="store_true",
                         help="also evaluate the same encoder with identity heads (the cosine baseline)")
-    parser.add_argument("--template", default=None,
-                        help="prompt template with {} for each caption (default: the manifest's)")
-    parser.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: %(default)s)")
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
-    parser.add_argument("--backend", default="auto", choices=BACKENDS,
-                        help="auto: ONNX Runtime on the CPU (the PyTorch tower with --compare-cosine, whose "
-                             "baseline needs the raw embeddings) (default: %(default)s)")
-    parser.add_argument("--quantize", default="auto", choices=QUANTIZE_MODES,
-                        help="int8 image graph on ONNX Runtime's CPU provider (default: %(default)s)")
+    add_encoder_arguments(parser, backend_help="auto: ONNX Runtime on the CPU (the PyTorch tower with "
+                          "--compare-cosine, whose baseline needs the raw embeddings)")
     parser.add_argument("--batch-size", type=int, default=128, help="crops per image-tower batch")
     parser.add_argument("--max-annotations", type=int, default=None, metavar="N",
                         help="evaluate only the first N annotations of each split (quick checks)")

@@ -16,10 +16,9 @@ import sys
 
 import numpy as np
 
-from fgclip_ros.cli._common import describe_io, run_main
-from fgclip_ros.core.device import DEVICE_HELP, resolve_device
+from fgclip_ros.cli._common import add_encoder_arguments, describe_io, run_main
+from fgclip_ros.core.device import resolve_device
 from fgclip_ros.core.errors import FgclipError
-from fgclip_ros.export.deploy import BACKENDS, QUANTIZE_MODES
 
 
 def _box(text: str) -> tuple[float, float, float, float]:
@@ -46,15 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="box in pixels, repeatable; default: the whole image")
     parser.add_argument("--query", action="append", required=True, metavar="TEXT",
                         help="query text, repeatable (one table column each)")
-    parser.add_argument("--template", default=None,
-                        help="prompt template with {} for the query (default: the manifest's)")
-    parser.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: %(default)s)")
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
-    parser.add_argument("--backend", default="auto", choices=BACKENDS,
-                        help="auto: ONNX Runtime on the CPU, graphs exported on first use "
-                             "(default: %(default)s)")
-    parser.add_argument("--quantize", default="auto", choices=QUANTIZE_MODES,
-                        help="int8 image graph on ONNX Runtime's CPU provider (default: %(default)s)")
+    add_encoder_arguments(parser, backend_help="auto: ONNX Runtime on the CPU, graphs exported on first use")
     parser.add_argument("--context-scale", type=float, default=1.0,
                         help="crop this multiple of each box around its centre (default: %(default)s)")
     parser.add_argument("--min-score", type=float, default=0.0,
