@@ -154,17 +154,7 @@ def make_fine_grained(
     t = store.types
     items = [
         t["fgclip_msgs/msg/FineGrainedDetection"](
-            id=d.id,
-            bbox=make_bbox(store, d.box_xyxy),
-            valid=bool(d.valid),
-            rejected_code=int(d.rejected_code),
-            rejected_reason=d.rejected_reason,
-            best_index=int(d.best_index),
-            best_query=d.best_query,
-            score=float(d.score),
-            probability=float(d.probability),
-            margin=float(d.margin),
-            scores=np.asarray(d.scores, np.float32),
+            id=d.id, bbox=make_bbox(store, d.box_xyxy), scores=np.asarray(d.scores, np.float32), **d.summary()
         )
         for d in detections
     ]

@@ -4,7 +4,7 @@
 
 :class:`PerceptionEngine` scores each frame's boxes against the current queries, keeps the crop
 embeddings of the latest frame so that the Query service can score that frame against *other*
-queries without running the image tower again, and lets service calls wait for the next frame.
+queries without running the image tower again.
 The rclpy node (``fgclip_ros.ros.perception_node``) only converts messages and calls it.
 """
 
@@ -97,7 +97,7 @@ class PerceptionEngine:
         # One lock around every use of the model: frames, query-set changes and service re-scoring
         # come from different executor threads.
         self._model_lock = threading.RLock()
-        self._frame_cond = threading.Condition()
+        self._frame_lock = threading.Lock()  # sequence and latest frame
         self._sequence = 0
         self._latest: _LatestFrame | None = None
         self._latest_output: FrameOutput | None = None
@@ -141,12 +141,12 @@ class PerceptionEngine:
     # ------------------------------------------------------------------ frames
     @property
     def sequence(self) -> int:
-        with self._frame_cond:
+        with self._frame_lock:
             return self._sequence
 
     @property
     def latest(self) -> FrameOutput | None:
-        with self._frame_cond:
+        with self._frame_lock:
             return self._latest_output
 
     def process(
@@ -175,7 +175,7 @@ class PerceptionEngine:
         for index in range(len(kept), len(boxes)):
             reasons[index] = f"{REASON_OVER_LIMIT} ({self.max_detections})"
         detections = build_results(result, valid, reasons, queries, ids, boxes)
-        with self._frame_cond:
+        with self._frame_lock:
             self._sequence += 1
             output = FrameOutput(
                 frame, self._sequence, queries, min_score, detections, latency_s=time.perf_counter() - start
@@ -184,25 +184,13 @@ class PerceptionEngine:
                 frame, self._sequence, frame_result.embeddings, valid, reasons, ids, boxes
             )
             self._latest_output = output
-            self._frame_cond.notify_all()
         return output
-
-    def wait_for_frame_after(self, sequence: int, timeout_s: float) -> bool:
-        """Block until a frame with a sequence number above ``sequence`` was processed (False on timeout)."""
-        deadline = time.monotonic() + max(0.0, timeout_s)
-        with self._frame_cond:
-            while self._sequence <= sequence:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._frame_cond.wait(remaining)
-            return True
 
     def score_latest(
         self, queries: list[str] | None = None, min_score: float | None = None
     ) -> FrameOutput | None:
         """The latest frame scored against ``queries`` (None = current set); None before the first frame."""
-        with self._frame_cond:
+        with self._frame_lock:
             latest = self._latest
         if latest is None or self.pipeline is None:
             return None
@@ -227,9 +215,8 @@ class PerceptionEngine:
             device = getattr(self.pipeline.encoder, "device", torch.device("cpu"))
             self.pipeline = None
             self._adhoc_bank = None
-        with self._frame_cond:
+        with self._frame_lock:
             self._latest = None
-            self._frame_cond.notify_all()
         gc.collect()
         if torch.device(device).type == "cuda" and torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -78,11 +78,6 @@ class Tolerance:
     min_cosine: float
     max_abs_error: float
 
-    @property
-    def max_score_shift(self) -> float:
-        """Upper bound on how far any cosine score against a unit query can move: ||e - e'||."""
-        return float(np.sqrt(2.0 * (1.0 - self.min_cosine)))
-
 
 # Why these thresholds. Both sides are unit vectors, so a crop-vs-query score can move by at most
 # ||e - e'|| = sqrt(2 (1 - cos(e, e'))) (Cauchy-Schwarz): min_cosine bounds every score change.

@@ -406,11 +406,3 @@ def render_object_crop(spec: ObjectSpec, rng: np.random.Generator, size: int = 6
         x, y = near, (size - h) / 2 + jitter
     draw_object(image, spec, (round(x), round(y), max(2, round(w)), max(2, round(h))), rng)
     return image
-
-
-def render_object_crops(specs: list[ObjectSpec], rng: np.random.Generator, size: int = 64) -> np.ndarray:
-    """``render_object_crop`` for many specs: (N, size, size, 3) uint8 RGB."""
-    out = np.empty((len(specs), size, size, 3), np.uint8)
-    for i, spec in enumerate(specs):
-        out[i] = render_object_crop(spec, rng, size)
-    return out

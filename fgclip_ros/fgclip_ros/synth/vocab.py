@@ -77,11 +77,6 @@ class ObjectSpec:
         return {family: getattr(self, family) for family in ATTRIBUTE_FAMILIES}
 
 
-def changed_families(a: ObjectSpec, b: ObjectSpec) -> tuple[str, ...]:
-    """The attribute families in which two specs differ (the category is not an attribute)."""
-    return tuple(f for f in ATTRIBUTE_FAMILIES if getattr(a, f) != getattr(b, f))
-
-
 def spec_from_caption(caption: str) -> ObjectSpec:
     """Parse a caption written by ``ObjectSpec.caption`` back into its spec."""
     words = caption.split()

@@ -58,12 +58,6 @@ def spec_labels(spec: ObjectSpec) -> list[int]:
     return [LABEL_VALUES[name].index(getattr(spec, name)) for name in LABEL_COLUMNS[:-1]]
 
 
-def labels_spec(row) -> ObjectSpec:
-    """Inverse of ``spec_labels`` (extra columns are ignored)."""
-    values = {name: LABEL_VALUES[name][int(row[i])] for i, name in enumerate(LABEL_COLUMNS[:-1])}
-    return ObjectSpec(**values)
-
-
 def background_label(crop: np.ndarray) -> int:
     """Named colour nearest to the median of the crop's one-pixel border, or -1 if none is close."""
     border = np.concatenate([crop[0], crop[-1], crop[:, 0], crop[:, -1]]).astype(np.float32)

@@ -152,7 +152,8 @@ def test_export_manifest_loads_and_runs_through_the_onnx_backend(exported, sourc
     expected, actual = reference.process(image, boxes), deployed.process(image, boxes)
     np.testing.assert_array_equal(actual.check.valid, expected.check.valid)
     # fp32 tolerance: the scores move by at most sqrt(2 (1 - min_cosine)) on each side.
-    bound = 2 * TOLERANCES["fp32"].max_score_shift
+    # Unit vectors: a score moves by at most ||e - e'|| = sqrt(2 (1 - cos)), on each of the two sides.
+    bound = 2 * np.sqrt(2.0 * (1.0 - TOLERANCES["fp32"].min_cosine))
     np.testing.assert_allclose(actual.match.scores, expected.match.scores, rtol=0, atol=bound)
     clear = expected.match.margin > 2 * bound
     np.testing.assert_array_equal(actual.match.best_index[clear], expected.match.best_index[clear])

@@ -93,16 +93,6 @@ def test_engine_with_no_queries_reports_no_match(engine):
         engine.set_queries([RED_QUERY, BLUE_QUERY])
 
 
-def test_wait_for_the_next_frame(engine):
-    image, boxes, _ = two_colour_scene()
-    sequence = engine.sequence
-    assert not engine.wait_for_frame_after(sequence, timeout_s=0.05)
-    worker = threading.Thread(target=engine.process, args=(image, np.array(boxes, np.float64)))
-    worker.start()
-    assert engine.wait_for_frame_after(sequence, timeout_s=60.0)
-    worker.join(timeout=60.0)
-
-
 def test_ranked_results_are_most_probable_first():
     detection = DetectionResult(
         valid=True,

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fgclip_ros.synth.vocab import ATTRIBUTE_FAMILIES, CATEGORIES, FAMILY_VALUES
+from fgclip_ros.synth.vocab import ATTRIBUTE_FAMILIES, CATEGORIES, FAMILY_VALUES, ObjectSpec
 from fgclip_ros.training import data, probes
 from fgclip_ros.training import reprojection as rp
 
@@ -39,6 +39,12 @@ def labels():
 # ----------------------------------------------------------------------------------- data
 
 
+
+def _spec_of_labels(row) -> ObjectSpec:
+    """The spec a label row encodes (the inverse of data.spec_labels; extra columns ignored)."""
+    names = data.LABEL_COLUMNS[:-1]
+    return ObjectSpec(**{name: data.LABEL_VALUES[name][int(row[i])] for i, name in enumerate(names)})
+
 def test_caption_tokens_are_what_the_tokenizer_gives(tokenizer, labels):
     builder = data.CaptionBuilder(tokenizer, 24)
     generator = torch.Generator().manual_seed(0)
@@ -49,7 +55,7 @@ def test_caption_tokens_are_what_the_tokenizer_gives(tokenizer, labels):
         assert torch.equal(builder.tokens(choices), tokenizer(texts))
     # Full captions are exactly the benchmark's captions.
     choices = builder.sample_choices(torch.from_numpy(labels), data.CaptionStyle(full_prob=1.0), generator)
-    assert builder.texts(choices) == [data.labels_spec(row).caption() for row in labels]
+    assert builder.texts(choices) == [_spec_of_labels(row).caption() for row in labels]
 
 
 def test_biased_captions_name_the_category_always_and_attributes_sometimes(tokenizer):
@@ -176,7 +182,7 @@ def _attribute_encoder():
 def test_hard_negative_check_ranks_a_perfect_and_a_blind_model():
     encode, vocab = _attribute_encoder()
     _, labels = data.render_crops(seed=0, stream=0, index=0, count=30, size=32, scene_fraction=0.0)
-    captions = [data.labels_spec(row).caption() for row in labels]
+    captions = [_spec_of_labels(row).caption() for row in labels]
     perfect = probes.hard_negative_check(encode(captions), labels, encode)
     assert perfect["rank_sum"] == pytest.approx(len(ATTRIBUTE_FAMILIES))
     assert perfect["category_accuracy"] == 1.0
