@@ -771,11 +771,9 @@ def write_manifest(data: dict, path: Path, header: str) -> None:
 
 def plot_history(history: list[dict], baseline: dict, path: Path, title: str) -> None:
     """Validation mean-rank sum per epoch against the cosine baseline (PNG)."""
-    import matplotlib
+    from fgclip_ros.evaluation.plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     ax.plot(epochs, [h["val"]["rank_sum"] for h in history], marker="o", label="re-projection (val)")
@@ -795,9 +793,7 @@ def plot_history(history: list[dict], baseline: dict, path: Path, title: str) ->
         ax2.set_ylabel("category accuracy", color="tab:green")
         ax2.set_ylim(0, 1.02)
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_png(fig, path, dpi=None)
 
 
 def save_trained(result: HeadTrainResult, cfg: HeadTrainConfig, heads_path: Path, log: dict) -> dict:
