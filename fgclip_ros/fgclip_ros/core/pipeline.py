@@ -231,6 +231,11 @@ class Pipeline:
         if self._fast is not None:
             self._fast.prepare(int(height), int(width))
 
+    @property
+    def prepared_frame_hw(self) -> tuple[int, int] | None:
+        """(height, width) the fused path holds buffers and CUDA graphs for; None: not yet, or not fused."""
+        return self._fast.frame_hw if self._fast is not None else None
+
     def embed_crops(self, image_rgb: np.ndarray, boxes_xyxy) -> tuple[torch.Tensor, BoxCheck]:
         """(K, D) projected, L2-normalised embeddings of the K valid boxes (encoder's device), BoxCheck."""
         if self._fast is not None:

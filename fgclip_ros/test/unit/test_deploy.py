@@ -18,7 +18,7 @@ from conftest import TINY_ARCHITECTURE, TINY_CLIP_CONFIG, make_tiny_clip
 
 from fgclip_ros.core.manifest import load_manifest
 from fgclip_ros.core.reprojection import Head, ReprojectionHeads, save_heads
-from fgclip_ros.export import cache
+from fgclip_ros.export import onnx as onnx_export
 from fgclip_ros.export.cache import ExportFailedError, cached_export
 from fgclip_ros.export.deploy import CPU, CUDA, TENSORRT, choose_backend, deployed_pipeline
 from fgclip_ros.export.quantize import INT8_MIN_COSINE, Int8RefusedError
@@ -143,14 +143,14 @@ def test_a_corrupt_cached_graph_is_named_not_used(tiny_manifest, user_cache):
 def test_a_second_process_waits_for_the_first_export_and_reuses_it(tiny_manifest, user_cache, monkeypatch,
                                                                    caplog):
     exports = []
-    real_export = cache._export
+    real_export = onnx_export.export_manifest
 
     def slow_export(*args, **kwargs):
         exports.append(threading.current_thread().name)
         time.sleep(1.0)  # the other caller arrives while this export runs
-        real_export(*args, **kwargs)
+        return real_export(*args, **kwargs)
 
-    monkeypatch.setattr(cache, "_export", slow_export)
+    monkeypatch.setattr(onnx_export, "export_manifest", slow_export)  # the exporter cached_export runs
     paths = {}
 
     def use(name):

@@ -80,17 +80,17 @@ def test_only_the_rows_the_boxes_touch_are_uploaded_and_crops_are_unchanged():
     fast = GpuFrameEncoder(encoder)
     rng = np.random.default_rng(4)
     first, image = (rng.integers(0, 256, size=(200, 300, 3), dtype=np.uint8) for _ in range(2))
-    fast.crop(first, np.array([[0.0, 0.0, 300.0, 200.0]]))  # the static frame now holds `first`
+    fast.crop(first, np.array([[0.0, 0.0, 300.0, 200.0]]))  # the device frame now holds `first`
+    assert fast.last_upload_rows == (0, 200)
     boxes = np.array([[10.3, 60.7, 90.2, 100.1], [150.0, 70.5, 299.5, 131.9], [40.0, 80.0, 48.0, 83.0]])
     crops, check = fast.crop(image, boxes)
-    # Rows 59..132 are uploaded (boxes 60.7..131.9 plus one row of margin); the rest keeps `first`.
-    static = fast._frame.numpy()
-    np.testing.assert_array_equal(static[59:133], image[59:133])
-    np.testing.assert_array_equal(static[:59], first[:59])
-    np.testing.assert_array_equal(static[133:], first[133:])
+    # Only rows 59..132 are uploaded (boxes 60.7..131.9 plus one row of margin), the rest keeps
+    # `first`, and the crops are still exactly those of the whole new image.
+    assert fast.last_upload_rows == (59, 133)
     expected, _ = crop_batch_torch(torch.from_numpy(image), boxes, encoder.preprocess)
-    normalised = crops * fast._scale + fast._neg_shift
-    torch.testing.assert_close(normalised, expected, rtol=0, atol=1e-4)
+    # crop() gives raw 0..255 crops: normalise them as Preprocess does.
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (encoder.preprocess.mean, encoder.preprocess.std))
+    torch.testing.assert_close((crops / 255.0 - mean) / std, expected, rtol=0, atol=1e-4)
     assert check.valid.all()
 
 

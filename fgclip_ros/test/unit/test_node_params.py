@@ -151,7 +151,7 @@ def test_bringup_arguments():
 
 
 def test_bringup_mirrors_the_launch_arguments():
-    options = {action.dest for action in build_parser()._actions}
+    options = set(vars(build_parser().parse_args([])))  # every option's destination
     for argument in LAUNCH_ARGUMENTS:
         assert {argument, f"no_{argument}"} & options, (
             f"fgclip-perception has no --{argument.replace('_', '-')}"

@@ -247,11 +247,12 @@ def test_warmup_leaves_the_gpu_path_to_prepare_on_the_first_real_frame(tiny_enco
     slow = Pipeline(tiny_encoder, copy.deepcopy(colour_heads), prompt_template=TEMPLATE)
     fast.warmup()
     slow.warmup()
-    assert fast._fast.frame_hw is None
+    assert fast.prepared_frame_hw is None
     fast.set_queries(list(COLOURS))
     fast.process(_colour_strip(), np.array([[2, 4, 30, 28]]))
-    assert fast._fast.frame_hw == _colour_strip().shape[:2]
+    assert fast.prepared_frame_hw == _colour_strip().shape[:2]
     # The node's image_size parameter prepares a known camera size up front instead.
     fast.prepare_frames(width=640, height=480)
-    assert fast._fast.frame_hw == (480, 640)
+    assert fast.prepared_frame_hw == (480, 640)
     slow.prepare_frames(width=640, height=480)  # no fast path: nothing to prepare
+    assert slow.prepared_frame_hw is None

@@ -79,9 +79,14 @@ def test_paper_batch_loss_equals_an_independent_computation():
     raw_image, raw_text = torch.randn(5, 8), torch.randn(30, 8)
     positive = torch.arange(5)
     negatives = torch.stack([torch.arange(5 + 10 * (i % 2), 15 + 10 * (i % 2)) for i in range(5)])
+    # Five annotations, one batch: the recipe's loss (what training minimises and selects by).
+    batch = rp.EmbeddingCache(
+        image=raw_image, valid=torch.ones(5, dtype=torch.bool), text=raw_text,
+        captions=[f"caption {i}" for i in range(30)], crop=torch.arange(5), positive=positive,
+        negatives=negatives, split=torch.zeros(5, dtype=torch.long), splits=["hard"], split_negatives=[10],
+        image_id=torch.arange(5))
+    got = rp.validation_loss(heads, batch, PAPER)
     with torch.no_grad():
-        v = heads.project_images(raw_image)
-        got = rp._batch_triplet_loss(heads, v, raw_text, positive, negatives, PAPER)
         wv, bv = heads.visual.layers[0].weight, heads.visual.layers[0].bias
         wt, bt = heads.text.layers[0].weight, heads.text.layers[0].bias
     wv, bv, wt, bt = (t.detach() for t in (wv, bv, wt, bt))

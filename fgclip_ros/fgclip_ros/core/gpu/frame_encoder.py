@@ -111,6 +111,7 @@ class GpuFrameEncoder:
         self._uploaded = torch.cuda.Event() if self._pin else None
         self.captures = 0  # graphs captured so far: once per frame size, never per frame
         self.last_bucket: int | None = None  # batch size the last frame ran at (None: eager)
+        self.last_upload_rows = (0, 0)  # frame rows [top, bottom) the last frame copied to the device
         # Set to a FrameTimeline to record where each process() call's time goes (the benchmark does).
         self.timeline: FrameTimeline | None = None
         if frame_size is not None:
@@ -254,6 +255,7 @@ class GpuFrameEncoder:
             self._uploaded.synchronize()  # the previous frame's copies may still read the pinned buffers
         # The frame goes first, so its copy runs while the host checks the boxes.
         top, bottom = self._rows_needed(boxes, height)
+        self.last_upload_rows = (top, bottom) if bottom > top else (0, 0)
         if bottom > top:
             self._upload_rows(image_rgb, top, bottom)
         self._mark("frame copy queued", gpu=True)
