@@ -685,6 +685,13 @@ def _find(rows: list[Row], section: str, boxes: int, contains: str) -> Row | Non
     return None
 
 
+def _add_ratios(entry: dict, ratios) -> None:
+    """Each (key, slower, faster, digits) whose two rows were measured: entry[key] = the medians' ratio."""
+    for key, numerator, denominator, digits in ratios:
+        if numerator and denominator:
+            entry[key] = round(numerator.median_ms / denominator.median_ms, digits)
+
+
 def summarise(rows: list[Row], config: BenchConfig) -> dict:
     """The ratios the issue's targets are stated in, for every N measured."""
     summary: dict = {}
@@ -696,19 +703,16 @@ def summarise(rows: list[Row], config: BenchConfig) -> dict:
             two_step = _find(rows, "pipeline", count, "two-step")
             graph = _find(rows, "encoder", count, "cuda-graph")
             eager = _find(rows, "encoder", count, "eager")
+            compiled = _find(rows, "encoder", count, "torch.compile")
             if pipeline:
                 entry["pipeline_ms"] = pipeline.median_ms
-            if pipeline and naive:
-                entry["speedup_vs_naive"] = round(naive.median_ms / pipeline.median_ms, 2)
-            if pipeline and graph:
-                entry["pipeline_over_encoder_graph"] = round(pipeline.median_ms / graph.median_ms, 3)
-            compiled = _find(rows, "encoder", count, "torch.compile")
-            if compiled and graph:
-                entry["compiled_tower_speedup"] = round(graph.median_ms / compiled.median_ms, 3)
-            if pipeline and two_step:
-                entry["two_step_over_pipeline"] = round(two_step.median_ms / pipeline.median_ms, 3)
-            if graph and eager:
-                entry["graph_speedup_over_eager"] = round(eager.median_ms / graph.median_ms, 3)
+            _add_ratios(entry, (
+                ("speedup_vs_naive", naive, pipeline, 2),
+                ("pipeline_over_encoder_graph", pipeline, graph, 3),
+                ("compiled_tower_speedup", graph, compiled, 3),
+                ("two_step_over_pipeline", two_step, pipeline, 3),
+                ("graph_speedup_over_eager", eager, graph, 3),
+            ))  # fmt: skip
         else:
             torch_enc = _find(rows, "encoder", count, "torch")
             ort_enc = _find(rows, "encoder", count, "onnxruntime CPU fp32")
@@ -716,18 +720,15 @@ def summarise(rows: list[Row], config: BenchConfig) -> dict:
             torch_pipe = _find(rows, "pipeline", count, "torch")
             ort_pipe = _find(rows, "pipeline", count, "onnxruntime CPU fp32")
             int8_pipe = _find(rows, "pipeline", count, "onnxruntime CPU int8")
-            if ort_enc and int8_enc:
-                entry["int8_speedup_encoder"] = round(ort_enc.median_ms / int8_enc.median_ms, 3)
-            if ort_pipe and int8_pipe:
-                entry["int8_speedup_pipeline"] = round(ort_pipe.median_ms / int8_pipe.median_ms, 3)
-            if torch_enc and ort_enc:
-                entry["ort_speedup_encoder"] = round(torch_enc.median_ms / ort_enc.median_ms, 3)
-            if torch_pipe and ort_pipe:
-                entry["ort_speedup_pipeline"] = round(torch_pipe.median_ms / ort_pipe.median_ms, 3)
             measured = [r for r in (torch_pipe, ort_pipe, int8_pipe) if r]
             best = min(measured, key=lambda r: r.median_ms, default=None)
-            if best and naive:
-                entry["speedup_vs_naive"] = round(naive.median_ms / best.median_ms, 2)
+            _add_ratios(entry, (
+                ("int8_speedup_encoder", ort_enc, int8_enc, 3),
+                ("int8_speedup_pipeline", ort_pipe, int8_pipe, 3),
+                ("ort_speedup_encoder", torch_enc, ort_enc, 3),
+                ("ort_speedup_pipeline", torch_pipe, ort_pipe, 3),
+                ("speedup_vs_naive", naive, best, 2),
+            ))  # fmt: skip
         if entry:
             summary[f"N={count}"] = entry
     for count in config.bulk:

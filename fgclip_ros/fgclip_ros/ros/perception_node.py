@@ -293,34 +293,32 @@ class PerceptionNode(LifecycleNode):
             image_topic = self.resolve_topic_name(IMAGE_TOPIC) + COMPRESSED_SUFFIX
         else:
             image_type, image_topic = Image, IMAGE_TOPIC
-        frames = {"callback_group": self._frame_group, "qos_overriding_options": _overridable()}
-        guard = self._guard.wrap
+        inputs = (
+            (IMAGE, image_type, image_topic, self._on_image),
+            (DETECTIONS, Detection2DArray, DETECTIONS_TOPIC, self._on_detections),
+        )
         self._subscriptions_io = [
             self.create_subscription(
-                image_type,
-                image_topic,
-                guard("image", self._on_image),
+                msg_type,
+                topic,
+                self._guard.wrap(side, callback),
                 SENSOR_QOS,
-                event_callbacks=self._loss_events(IMAGE),
-                **frames,
-            ),
-            self.create_subscription(
-                Detection2DArray,
-                DETECTIONS_TOPIC,
-                guard("detections", self._on_detections),
-                SENSOR_QOS,
-                event_callbacks=self._loss_events(DETECTIONS),
-                **frames,
-            ),
-            # Same (default) group as the parameter services: query-set changes never interleave.
+                event_callbacks=self._loss_events(side),
+                callback_group=self._frame_group,
+                qos_overriding_options=_overridable(),
+            )
+            for side, msg_type, topic, callback in inputs
+        ]
+        # Same (default) group as the parameter services: query-set changes never interleave.
+        self._subscriptions_io.append(
             self.create_subscription(
                 String,
                 QUERIES_TOPIC,
-                guard("queries", self._on_queries_message),
+                self._guard.wrap("queries", self._on_queries_message),
                 OUTPUT_QOS,
                 qos_overriding_options=_overridable(),
-            ),
-        ]
+            )
+        )
         self._waiters.open()
         if not params.processing_every_frame:
             self._slot = LatestSlot()

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -80,6 +81,7 @@ class Graph:
         client.subscribe(Detection2DArray, "/detections_labeled", "labeled")
         client.subscribe(DiagnosticArray, "/diagnostics", "diagnostics")
         self.compressed_pub = None  # created once the node takes CompressedImage (lifecycle test)
+        self.compressed_client = None  # a second participant publishing it, when a test needs one
         self._stamp = 1_700_000_000 * 1_000_000_000
 
     def next_stamp(self) -> int:
@@ -136,39 +138,51 @@ class Graph:
         assert result.successful, result.reason
 
 
-@pytest.fixture(scope="module")
-def graph(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("graph")
+def start_node(folder, name: str, domain: int, **overrides):
+    """(manifest, node process): the known-answer model, started as a user starts the node on a camera."""
     manifest = build_known_answer_model(folder / "model")
-    params = write_params(folder / "params.yaml", manifest, **DETECTIONS_QOS_OVERRIDES)
-    domain = graph_domain_id()
-    env = isolated_env(domain)
-    with private_graph_env(domain):  # the test process joins the same isolated graph as the node
-        node = NodeProcess(
-            ["--params-file", str(params), "--image-topic", IMAGE_TOPIC], env, folder / "node.log"
-        )
-        client = None
+    params = write_params(folder / f"{name}.yaml", manifest, **overrides)
+    args = ["--params-file", str(params), "--image-topic", IMAGE_TOPIC]
+    return manifest, NodeProcess(args, isolated_env(domain), folder / f"{name}.log")
+
+
+def wait_active(graph: Graph) -> None:
+    def active():
+        if not graph.node.alive():
+            raise AssertionError(graph.failure("the node process exited during start-up"))
         try:
-            client = GraphClient(domain)
-            graph = Graph(node, client, folder, manifest, domain)
+            return graph.client.lifecycle_state(timeout_s=2.0) == "active"
+        except TimeoutError:
+            return False
 
-            def active():
-                if not node.alive():
-                    raise AssertionError(graph.failure("the node process exited during start-up"))
-                try:
-                    return client.lifecycle_state(timeout_s=2.0) == "active"
-                except TimeoutError:
-                    return False
+    wait_until(active, STARTUP_TIMEOUT_S, interval_s=0.5, what="the node to become active")
+    for publisher in (graph.image_pub, graph.detections_pub, graph.queries_pub):
+        GraphClient.wait_for_subscribers(publisher)
 
-            wait_until(active, STARTUP_TIMEOUT_S, interval_s=0.5, what="the node to become active")
-            GraphClient.wait_for_subscribers(graph.image_pub)
-            GraphClient.wait_for_subscribers(graph.detections_pub)
-            GraphClient.wait_for_subscribers(graph.queries_pub)
+
+@contextmanager
+def running_graph(folder, **overrides):
+    """The Graph of an active node process (parameter file `overrides`); everything stopped afterwards."""
+    domain = graph_domain_id()
+    with private_graph_env(domain):  # the test process joins the same isolated graph as the node
+        manifest, node = start_node(folder, "node", domain, **overrides)
+        graph = None
+        try:
+            graph = Graph(node, GraphClient(domain), folder, manifest, domain)
+            wait_active(graph)
             yield graph
         finally:
-            if client is not None:
-                client.close()
+            if graph is not None:
+                for client in (graph.client, graph.compressed_client):
+                    if client is not None:
+                        client.close()
             node.stop()
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    with running_graph(tmp_path_factory.mktemp("graph"), **DETECTIONS_QOS_OVERRIDES) as graph:
+        yield graph
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -29,21 +29,16 @@ from graph_harness import (  # noqa: E402
     BLUE_QUERY,
     RED_QUERY,
     GraphClient,
-    NodeProcess,
-    build_known_answer_model,
-    graph_domain_id,
-    isolated_env,
     make_detections,
     make_image,
     two_colour_scene,
     wait_until,
-    write_params,
 )
 from hostile import jpeg_declaring, png_bomb, png_header_only  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
-from test_node_graph import IMAGE_TOPIC, STARTUP_TIMEOUT_S, Graph, stamp_ns  # noqa: E402
+from test_node_graph import IMAGE_TOPIC, Graph, running_graph, stamp_ns, start_node, wait_active  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from fgclip_msgs.srv import Query  # noqa: E402
@@ -53,50 +48,18 @@ S = 1_000_000_000
 KNOWN_ANSWER = [RED_QUERY, BLUE_QUERY]
 
 
-def start_node(folder, name: str, domain: int, **overrides):
-    manifest = build_known_answer_model(folder / "model")
-    params = write_params(folder / f"{name}.yaml", manifest, **overrides)
-    args = ["--params-file", str(params), "--image-topic", IMAGE_TOPIC]
-    return manifest, NodeProcess(args, isolated_env(domain), folder / f"{name}.log")
-
-
-def wait_active(graph: Graph) -> None:
-    def active():
-        if not graph.node.alive():
-            raise AssertionError(graph.failure("the node process exited during start-up"))
-        try:
-            return graph.client.lifecycle_state(timeout_s=2.0) == "active"
-        except TimeoutError:
-            return False
-
-    wait_until(active, STARTUP_TIMEOUT_S, interval_s=0.5, what="the node to become active")
-    for publisher in (graph.image_pub, graph.detections_pub, graph.queries_pub):
-        GraphClient.wait_for_subscribers(publisher)
+# Reliable, deep inputs: every message sent reaches the node, so the accounting can be exact.
+RELIABLE_INPUTS = {
+    f"qos_overrides.{topic}.subscription.{policy}": value
+    for topic in (IMAGE_TOPIC, f"{IMAGE_TOPIC}/compressed", "/detections")
+    for policy, value in (("reliability", "reliable"), ("depth", 1000))
+}
 
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hostile")
-    domain = graph_domain_id()
-    with private_graph_env(domain):
-        reliable = {
-            f"qos_overrides.{topic}.subscription.{policy}": value
-            for topic in (IMAGE_TOPIC, f"{IMAGE_TOPIC}/compressed", "/detections")
-            for policy, value in (("reliability", "reliable"), ("depth", 1000))
-        }
-        manifest, node = start_node(folder, "node", domain, **reliable)
-        client = None
-        try:
-            client = GraphClient(domain)
-            graph = Graph(node, client, folder, manifest, domain)
-            wait_active(graph)
-            yield graph
-        finally:
-            if client is not None:
-                client.close()
-                if getattr(graph, "compressed_client", None) is not None:
-                    graph.compressed_client.close()
-            node.stop()
+    with running_graph(tmp_path_factory.mktemp("hostile"), **RELIABLE_INPUTS) as graph:
+        yield graph
 
 
 def diagnostics_until(graph: Graph, predicate, timeout_s: float = 20.0) -> dict:

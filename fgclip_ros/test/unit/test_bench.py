@@ -91,3 +91,24 @@ def test_the_gpu_section_runs_eagerly_with_timelines_and_profiles(tmp_path):
     assert list(marks)[-1] == "host result ready" and all(value >= 0 for value in marks.values())
     assert "== N16:" in (tmp_path / "prof" / "profile.txt").read_text()
     assert json.loads((tmp_path / "prof" / "trace_N16.json").read_text())["traceEvents"]
+
+
+def test_the_cuda_summary_holds_the_ratios_of_the_rows_measured():
+    from fgclip_ros.benchmark.bench import BenchConfig, Row, summarise
+
+    def row(section: str, variant: str, median_ms: float) -> Row:
+        return Row(section, variant, 4, 8, median_ms, median_ms, 0.0, 1)
+
+    rows = [
+        row("naive", "PIL + open_clip preprocess, torch fp32 cuda", 40.0),
+        row("pipeline", "GpuFrameEncoder fp16", 2.0),
+        row("pipeline", "two-step: eager crops + tower graph", 3.0),
+        row("encoder", "torch fp16 cuda-graph", 1.6),
+        row("encoder", "torch fp16 eager", 4.0),
+    ]
+    summary = summarise(rows, BenchConfig(device="cuda", boxes=(4,), bulk=()))
+    # No torch.compile row was measured: no compiled_tower_speedup.
+    assert summary == {"N=4": {
+        "pipeline_ms": 2.0, "speedup_vs_naive": 20.0, "pipeline_over_encoder_graph": 1.25,
+        "two_step_over_pipeline": 1.5, "graph_speedup_over_eager": 2.5,
+    }}  # fmt: skip
