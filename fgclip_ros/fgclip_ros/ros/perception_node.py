@@ -188,8 +188,9 @@ class PerceptionNode(LifecycleNode):
         """Configure + activate; False (reason logged) when either transition fails."""
         for name, trigger in (("configure", self.trigger_configure), ("activate", self.trigger_activate)):
             if trigger() != _SUCCESS:
-                reason = self._last_error or "see the log above"
-                self.get_logger().error(f"autostart: {name} failed: {reason}")
+                if self.context.ok():  # else stopped during start-up: not a failure to report
+                    reason = self._last_error or "see the log above"
+                    self.get_logger().error(f"autostart: {name} failed: {reason}")
                 return False
         return True
 
@@ -242,6 +243,10 @@ class PerceptionNode(LifecycleNode):
             )
             self.get_logger().error(f"configure failed: {self._last_error}")
             self._release_model()
+            return _FAILURE
+        if not self.context.ok():  # SIGINT/SIGTERM while the model loaded (autostart): nothing to start
+            engine.close()
+            self._last_error = "stopped while configuring"
             return _FAILURE
         self._engine = engine
         self._loaded_model = params.model
