@@ -272,7 +272,9 @@ def _open_clip_transform(model):
 
 
 # ---------------------------------------------------------------------------------------------- runs
-class _Bench:
+class Benchmark:
+    """The measurements of one configuration: ``run()`` picks the device's section; rows, timelines."""
+
     def __init__(self, config: BenchConfig):
         self.config = config
         self.device = torch.device(config.device)
@@ -373,7 +375,12 @@ class _Bench:
             torch.cuda.empty_cache()
 
     # -- CUDA: (b) encoder eager / graph, (c) pipeline, bulk
-    def run_cuda(self, heads: ReprojectionHeads) -> None:
+    def run_gpu_section(self, heads: ReprojectionHeads) -> None:
+        """The CUDA section's rows (encoder, pipeline, stages, bulk, torch.compile, timelines).
+
+        On a CPU device it runs eagerly (no graphs, no pinned memory): its code can be checked
+        on machines without a GPU.
+        """
         from fgclip_ros.core.gpu.frame_encoder import GpuFrameEncoder
 
         config = self.config
@@ -594,7 +601,7 @@ class _Bench:
             if self.device.type == "cuda":
                 if "naive" in config.modes:
                     self.run_naive(heads)
-                self.run_cuda(heads)
+                self.run_gpu_section(heads)
             else:
                 self.run_cpu(heads)
         return BenchResult(
@@ -753,7 +760,7 @@ def summarise(rows: list[Row], config: BenchConfig) -> dict:
 def run_bench(config: BenchConfig) -> BenchResult:
     """Run the configured measurements; see the module docstring."""
     config = replace(config, device=resolve_device(config.device))
-    return _Bench(config).run()
+    return Benchmark(config).run()
 
 
 # ---------------------------------------------------------------------------------------------- output

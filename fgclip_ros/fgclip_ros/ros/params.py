@@ -255,7 +255,8 @@ def attribute(name: str) -> str:
     return name.replace(".", "_")
 
 
-def _descriptor(spec: Spec) -> ParameterDescriptor:
+def descriptor_of(spec: Spec) -> ParameterDescriptor:
+    """What `ros2 param describe` shows for the parameter: its text, type, range and choices."""
     text = spec.description
     if spec.choices:
         text += f" One of: {', '.join(spec.choices)}."
@@ -294,7 +295,7 @@ def _descriptor(spec: Spec) -> ParameterDescriptor:
 def declare_all(node) -> None:
     """Declare every parameter with its descriptor (overrides from --params-file / launch apply)."""
     for spec in SPECS:
-        descriptor = _descriptor(spec)
+        descriptor = descriptor_of(spec)
         if isinstance(spec.default, list) and not spec.default:
             # An empty list has no inferable type in rclpy: declare typed but unset, then set [].
             node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor)

@@ -70,7 +70,7 @@ def test_cuda_without_cuda_is_a_user_error(capsys):
 def test_the_gpu_section_runs_eagerly_with_timelines_and_profiles(tmp_path):
     # The device runs this section; CI has no GPU, so its code runs here on the CPU (no graphs, no
     # pinned memory) to catch what would otherwise only break in a device session.
-    from fgclip_ros.benchmark.bench import BenchConfig, _Bench
+    from fgclip_ros.benchmark.bench import BenchConfig, Benchmark
 
     model_config = tmp_path / f"{TINY_ARCHITECTURE}.json"
     model_config.write_text(json.dumps(TINY_CLIP_CONFIG))
@@ -80,8 +80,8 @@ def test_the_gpu_section_runs_eagerly_with_timelines_and_profiles(tmp_path):
         min_iters=1, max_iters=1, warmup_iters=0, profile_dir=tmp_path / "prof", timeline_frames=3,
         progress=False, compile_boxes=(4,), compile_backend="eager",
     )  # fmt: skip
-    bench = _Bench(config)
-    bench.run_cuda(bench.models.heads)
+    bench = Benchmark(config)
+    bench.run_gpu_section(bench.models.heads)
     sections = {(row.section, row.boxes) for row in bench.rows}
     assert {("encoder", 1), ("pipeline", 16), ("stage", 16), ("bulk", 20), ("encoder", 4)} <= sections
     compiled = [row.variant for row in bench.rows if "torch.compile" in row.variant]

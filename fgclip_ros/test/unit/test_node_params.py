@@ -11,7 +11,7 @@ pytest.importorskip("rclpy")
 
 from fgclip_ros.ros.bringup import build_parser, ros_arguments, split_ros_args  # noqa: E402
 from fgclip_ros.ros.param_file import read_node_params  # noqa: E402
-from fgclip_ros.ros.params import SPEC_BY_NAME, SPECS, _descriptor, check_value  # noqa: E402
+from fgclip_ros.ros.params import SPEC_BY_NAME, SPECS, check_value, descriptor_of  # noqa: E402
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2]
 # docs/node.md's launch arguments; the pip bringup offers each as --<name with dashes>.
@@ -89,7 +89,7 @@ def test_autostart_has_one_default_in_the_code_the_parameter_file_and_the_launch
 
 def test_every_parameter_has_a_description():
     for spec in SPECS:
-        descriptor = _descriptor(spec)
+        descriptor = descriptor_of(spec)
         assert descriptor.description.strip() and descriptor.name == spec.name
 
 
