@@ -37,7 +37,7 @@ from fgclip_ros.core.device import resolve_device
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.core.matcher import match
 from fgclip_ros.core.prompts import prompts
-from fgclip_ros.core.reprojection import Head, ReprojectionHeads
+from fgclip_ros.core.reprojection import Head, ReprojectionHeads, project
 
 LOG = logging.getLogger("fgclip_ros.bench")
 
@@ -326,10 +326,7 @@ class Benchmark:
 
     def text_embeddings(self, encoder, heads: ReprojectionHeads | None) -> torch.Tensor:
         with torch.inference_mode():
-            raw = encoder.encode_texts(self.prompts)
-            if encoder.projected:
-                return torch.nn.functional.normalize(raw.float(), dim=-1)
-            return heads.project_texts(raw)
+            return project(encoder.encode_texts(self.prompts), None if encoder.projected else heads, "text")
 
     def engine(self, encoder, heads: ReprojectionHeads | None):
         """The node's per-frame function around `encoder`: what every "pipeline" row times."""
@@ -681,8 +678,7 @@ def _two_step(fast, tower: _TowerGraphs, frame: np.ndarray, boxes: np.ndarray, t
 def _encode(encoder, heads: ReprojectionHeads | None, pixels) -> torch.Tensor:
     """Image tower + head + L2 norm (heads None: the encoder's graph holds them)."""
     with torch.inference_mode():
-        raw = encoder.encode_images(pixels)
-        return torch.nn.functional.normalize(raw, dim=-1) if heads is None else heads.project_images(raw)
+        return project(encoder.encode_images(pixels), heads, "visual")
 
 
 def _find(rows: list[Row], section: str, boxes: int, contains: str) -> Row | None:

@@ -20,7 +20,7 @@ from fgclip_ros.core.crops import BoxCheck, crop_batch_cpu, crop_batch_torch
 from fgclip_ros.core.fetch import resolve_file
 from fgclip_ros.core.manifest import ModelManifest, load_manifest
 from fgclip_ros.core.matcher import MatchResult, QueryBank, match
-from fgclip_ros.core.reprojection import ReprojectionHeads, load_heads
+from fgclip_ros.core.reprojection import ReprojectionHeads, load_heads, project
 
 LOG = logging.getLogger("fgclip_ros.pipeline")
 
@@ -161,20 +161,14 @@ class Pipeline:
     def logit_scale(self) -> float:
         return float(self.encoder.logit_scale)
 
-    def _project_texts(self, raw: torch.Tensor) -> torch.Tensor:
-        if self.encoder.projected:
-            return torch.nn.functional.normalize(raw.to(torch.float32), dim=-1)
-        return self.heads.project_texts(raw)
-
-    def _project_images(self, raw: torch.Tensor) -> torch.Tensor:
-        if self.encoder.projected:
-            return torch.nn.functional.normalize(raw.to(torch.float32), dim=-1)
-        return self.heads.project_images(raw)
+    def _project(self, raw: torch.Tensor, side: str) -> torch.Tensor:
+        # An exported encoder's graphs already hold the heads.
+        return project(raw, None if self.encoder.projected else self.heads, side)
 
     def encode_queries(self, prompts: list[str]) -> torch.Tensor:
         """(M, D) projected, L2-normalised text embeddings of prompts (template already applied)."""
         with torch.inference_mode():
-            return self._project_texts(self.encoder.encode_texts(prompts))
+            return self._project(self.encoder.encode_texts(prompts), "text")
 
     def set_queries(self, queries: list[str], template: str | None = None) -> None:
         """Replace the queries (and optionally the prompt template); text embeddings are computed now."""
@@ -207,7 +201,7 @@ class Pipeline:
             embeddings = torch.zeros((0, self.encoder.embed_dim), device=self.encoder.device)
         else:
             with torch.inference_mode():
-                embeddings = self._project_images(self.encoder.encode_images(batch))
+                embeddings = self._project(self.encoder.encode_images(batch), "visual")
         self._sync()
         timings["crop"] = (cropped - start) * 1e3
         timings["encode"] = (time.perf_counter() - cropped) * 1e3

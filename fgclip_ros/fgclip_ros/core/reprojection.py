@@ -91,6 +91,19 @@ class ReprojectionHeads(nn.Module):
         return self._project(self.text, raw)
 
 
+def project(raw: torch.Tensor, heads: ReprojectionHeads | None, side: str) -> torch.Tensor:
+    """The one "heads or normalise" rule: float32, the side's head (``"visual"`` | ``"text"``), L2 norm.
+
+    ``heads`` None: the embeddings already passed their heads (an exported graph holds them) or
+    there are none (plain CLIP cosine): normalise only.
+    """
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+    if heads is None:
+        return F.normalize(raw.to(torch.float32), dim=-1)
+    return heads.project_images(raw) if side == "visual" else heads.project_texts(raw)
+
+
 def _side_state_dicts(state: dict, path: Path) -> dict[int, dict[str, torch.Tensor]]:
     """Group ``linear_layers.<side>.<rest>`` entries by side index; anything else is an error."""
     grouped: dict[int, dict[str, torch.Tensor]] = {}

@@ -25,14 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
 from fgclip_ros.core.crops import crop_batch_cpu
 from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.core.prompts import prompts
-from fgclip_ros.core.reprojection import ReprojectionHeads
+from fgclip_ros.core.reprojection import ReprojectionHeads, project
 from fgclip_ros.evaluation import ranks
 from fgclip_ros.evaluation.ranks import FGOVD_FILE_NAMES, SPLITS
 from fgclip_ros.evaluation.vocabulary import Vocabulary
@@ -242,14 +241,10 @@ class _CropTable:
 
 
 def _project(raw: torch.Tensor, heads: ReprojectionHeads | None, side: str) -> torch.Tensor:
-    if heads is None:  # the encoder's graphs already hold heads (or plain cosine): normalise only
-        return F.normalize(raw.float(), dim=-1)
-    # Project on the heads' own device (they may live on the GPU); results come back to the CPU.
-    device = next(heads.parameters(), torch.empty(0)).device
+    # On the heads' own device (they may live on the GPU); results come back to the CPU.
+    device = next(heads.parameters(), torch.empty(0)).device if heads is not None else raw.device
     with torch.inference_mode():
-        raw = raw.to(device)
-        projected = heads.project_images(raw) if side == "visual" else heads.project_texts(raw)
-    return projected.cpu()
+        return project(raw.to(device), heads, side).cpu()
 
 
 # ----------------------------------------------------------------------------------- scoring

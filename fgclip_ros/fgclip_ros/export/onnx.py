@@ -44,7 +44,7 @@ from fgclip_ros.core.errors import FgclipError
 from fgclip_ros.core.fetch import resolve_file, sha256_of
 from fgclip_ros.core.manifest import ModelManifest, load_manifest
 from fgclip_ros.core.prompts import prompts
-from fgclip_ros.core.reprojection import Head, ReprojectionHeads
+from fgclip_ros.core.reprojection import Head, ReprojectionHeads, project
 
 LOG = logging.getLogger("fgclip_ros.export")
 # The checks' ONNX Runtime log level: errors only (it warns about every fp16 node it cannot fold on the CPU).
@@ -319,8 +319,8 @@ def export_model(
         if heads is None:
             heads = ReprojectionHeads.identity(raw_images[0].shape[-1])
         heads = copy.deepcopy(heads).to("cpu").float().eval()
-        image_refs = [F.normalize(heads.visual(raw), dim=-1).numpy() for raw in raw_images]
-        text_refs = [F.normalize(heads.text(raw), dim=-1).numpy() for raw in raw_texts]
+        image_refs = [project(raw, heads, "visual").numpy() for raw in raw_images]
+        text_refs = [project(raw, heads, "text").numpy() for raw in raw_texts]
     manifest_fields = {
         "input_size": preprocess.size,
         "embed_dim": int(raw_images[0].shape[-1]),

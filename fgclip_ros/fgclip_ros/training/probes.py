@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from fgclip_ros.core.prompts import prompts as prompt_texts
+from fgclip_ros.core.reprojection import project
 from fgclip_ros.synth.vocab import ATTRIBUTE_FAMILIES, CATEGORIES, FAMILY_VALUES, ObjectSpec
 from fgclip_ros.training.data import LABEL_COLUMNS, normalise
 
@@ -140,8 +141,8 @@ def hard_negative_check(
     ``top1_<family>``, ``rank_sum`` over the four families, and ``category_accuracy``.
     ``project_*`` (default: L2 normalisation) lets the same check score re-projected embeddings.
     """
-    project_images = project_images or (lambda x: F.normalize(x.float(), dim=-1))
-    project_texts = project_texts or (lambda x: F.normalize(x.float(), dim=-1))
+    project_images = project_images or (lambda x: project(x, None, "visual"))
+    project_texts = project_texts or (lambda x: project(x, None, "text"))
     captions, index = all_full_captions()
     text = project_texts(encode_texts_batched(encode_texts, captions)).to(image_emb.device)
     image = project_images(image_emb)

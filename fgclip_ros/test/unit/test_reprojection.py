@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fgclip_ros.core.errors import ModelFileError
-from fgclip_ros.core.reprojection import Head, ReprojectionHeads, load_heads, save_heads
+from fgclip_ros.core.reprojection import Head, ReprojectionHeads, load_heads, project, save_heads
 
 D = 16
 
@@ -98,6 +98,22 @@ def test_fp16_input_gives_float32_unit_vectors(tmp_path, gen):
     out = heads.project_images(torch.randn(3, D, generator=gen).half())
     assert out.dtype == torch.float32
     torch.testing.assert_close(out.norm(dim=1), torch.ones(3))
+
+
+def test_project_applies_the_named_side_or_only_normalises_without_heads(tmp_path, gen):
+    # The one "heads or normalise" rule of the pipeline, the evaluator, the exporter and the benchmark.
+    w, b = _linear_params(gen)
+    path = tmp_path / "heads.pt"
+    torch.save({"linear_layers.1.0.weight": w, "linear_layers.1.0.bias": b}, path)
+    heads = load_heads(path, "linear", D, sides="text")  # a trained text head, identity visual side
+    raw = torch.randn(4, D, generator=gen).half()
+    torch.testing.assert_close(project(raw, heads, "text"), _reference_linear(raw.float(), w, b))
+    plain = raw.float() / raw.float().norm(dim=1, keepdim=True)
+    torch.testing.assert_close(project(raw, heads, "visual"), plain)
+    torch.testing.assert_close(project(raw, None, "text"), plain)
+    assert project(raw, None, "visual").dtype == torch.float32
+    with pytest.raises(ValueError, match="side"):
+        project(raw, heads, "image")
 
 
 @pytest.mark.parametrize("kind, sides", [("linear", "both"), ("linear", "visual"), ("mlp", "text")])
